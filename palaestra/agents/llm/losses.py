@@ -14,6 +14,8 @@ Sources:
   Agents Training" (Turn-PPO / ST-PPO); the geometric-mean ratio is GSPO's sequence-level form applied per turn.
 * EPO: "EPO: Entropy-regularized Policy Optimization for LLM Agents Reinforcement Learning", code
   WujiangXu/EPO (``dp_actor.py``).
+* LLDS: "On GRPO Collapse in Search-R1: The Lazy Likelihood-Displacement Death Spiral" (likelihood-preserving
+  regulariser).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "epo_entropy_loss",
     "epo_phase_weight",
     "k3_kl",
+    "llds_loss",
     "token_entropy",
     "turn_log_ratio",
     "turn_mean",
@@ -237,3 +240,28 @@ def epo_entropy_loss(
     p_smooth = aggregate(penalty, mask, aggregation)
     loss = -ent_coef * (h_agg - smooth_coef * phase_weight * p_smooth)
     return loss, {"entropy": float(h_agg.detach()), "smooth_penalty": float(p_smooth.detach())}
+
+
+def llds_loss(logp: th.Tensor, old_logp: th.Tensor, mask: th.Tensor, advantages: th.Tensor | None = None) -> th.Tensor:
+    """LLDS: a likelihood-preserving penalty against Lazy Likelihood Displacement (to add to the PG loss).
+
+    A rollout ``i`` is active when its total action log-likelihood fell below the rollout policy's,
+    ``sum_t m_t (log pi_theta - log pi_old) < 0``; within an active rollout only tokens whose log-prob decreased
+    are penalised: ``L = mean_i active_i (1/|y_i|) sum_t m_t max(0, log pi_old(y_t) - log pi_theta(y_t))``.
+
+    The research notes mark the exact form and weight unverified; this follows their reading (per-rollout token
+    mean, mean over the batch). ``advantages`` (per token, constant within a rollout's turn) optionally restricts
+    the penalty to rollouts whose tokens all have non-negative advantage, as a third-party reimplementation does.
+    The penalty and its gradient are zero while ``pi_theta == pi_old``: it acts from the second minibatch or
+    epoch of an update on.
+    """
+    if not logp.shape == old_logp.shape == mask.shape:
+        shapes = ", ".join(str(tuple(x.shape)) for x in (logp, old_logp, mask))
+        raise ValueError(f"logp, old_logp and mask shapes differ: {shapes}")
+    m = mask.to(logp.dtype)
+    change = ((logp - old_logp) * m).sum(dim=1)
+    active = (change < 0).to(logp.dtype)
+    if advantages is not None:
+        active = active * ((advantages * m).min(dim=1).values >= 0).to(logp.dtype)
+    decrease = (F.relu(old_logp - logp) * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    return (active * decrease).mean()

@@ -61,6 +61,7 @@ from palaestra.agents.llm.losses import (
     epo_entropy_loss,
     epo_phase_weight,
     k3_kl,
+    llds_loss,
     turn_log_ratio,
     turn_mean,
 )
@@ -113,6 +114,8 @@ class MultiTurnAgent:
         ratio_level: ``"token"`` (PPO/GRPO) or ``"turn"`` (Turn-PPO / ST-PPO geometric-mean turn ratio).
         clipping_correction: Multiply each token's surrogate by ST-PPO-style off-policy weights.
         kl_coef: Weight of the k3 KL to the frozen post-SFT model (0: no reference model).
+        llds_coef: Weight of the LLDS likelihood-preserving penalty (0: off; the LLDS paper's lambda is about 0.1).
+            It acts only from the second minibatch or epoch of an update (``n_epochs > 1`` or ``batch_size``).
         norm_adv_by_std: Divide group advantages by the std (``False``: Dr. GRPO / GiGPO ``mean_norm``).
         gamma: Turn discount (IGPO default 1.0, GiGPO default 0.95).
         omega: GiGPO step-advantage weight.
@@ -166,6 +169,7 @@ class MultiTurnAgent:
         ratio_level: str = "token",
         clipping_correction: bool = False,
         kl_coef: float = 0.0,
+        llds_coef: float = 0.0,
         norm_adv_by_std: bool = True,
         gamma: float | None = None,
         omega: float = 1.0,
@@ -235,6 +239,7 @@ class MultiTurnAgent:
                 raise ValueError(f"{name} must be > 0, got {number!r}")
         non_negative: tuple[tuple[str, float], ...] = (
             ("kl_coef", kl_coef),
+            ("llds_coef", llds_coef),
             ("ent_coef", ent_coef),
             ("temperature", temperature),
         )
@@ -256,7 +261,7 @@ class MultiTurnAgent:
         self.learning_rate, self.max_grad_norm = learning_rate, max_grad_norm
         self.clip_range, self.clip_range_high, self.aggregation = clip_range, clip_range_high, aggregation
         self.ratio_level, self.clipping_correction, self.kl_coef = ratio_level, clipping_correction, kl_coef
-        self.norm_adv_by_std = norm_adv_by_std
+        self.norm_adv_by_std, self.llds_coef = norm_adv_by_std, llds_coef
         self.gamma = (1.0 if advantage == "igpo" else 0.95) if gamma is None else gamma
         self.omega, self.otc, self.otc_c = omega, otc, otc_c
         self.empg, self.empg_kappa, self.empg_zeta = empg, empg_kappa, empg_zeta
@@ -651,6 +656,10 @@ class MultiTurnAgent:
             kl = aggregate(k3_kl(logp, ref_logp), mask, self.aggregation)  # GRPO Eq. (4), verl low_var_kl
             loss = loss + self.kl_coef * kl
             out["train/kl_ref"] = float(kl.detach())
+        if self.llds_coef > 0:  # LLDS: protect rollouts whose likelihood fell (research notes Sec. 1.3)
+            llds = llds_loss(logp, old_logp, mask)
+            loss = loss + self.llds_coef * llds
+            out["train/llds"] = float(llds.detach())
         if self.ent_coef > 0:
             entropy_loss, entropy_stats = epo_entropy_loss(
                 entropy,  # type: ignore[arg-type]
@@ -788,6 +797,7 @@ class MultiTurnAgent:
             "ratio_level",
             "clipping_correction",
             "kl_coef",
+            "llds_coef",
             "norm_adv_by_std",
             "gamma",
             "omega",

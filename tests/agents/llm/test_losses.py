@@ -10,6 +10,7 @@ from palaestra.agents.llm.losses import (
     epo_entropy_loss,
     epo_phase_weight,
     k3_kl,
+    llds_loss,
     token_entropy,
     turn_log_ratio,
 )
@@ -108,3 +109,34 @@ def test_epo_no_history_no_penalty():
     loss, stats = epo_entropy_loss(entropy, t([[1]]), th.tensor([[0]]), t([float("nan")]), ent_coef=1.0)
     assert stats["smooth_penalty"] == 0.0
     assert float(loss) == pytest.approx(-5.0)
+
+
+def test_llds_penalises_only_decreased_tokens_of_rollouts_whose_likelihood_fell():
+    old = t([[-1.0, -1.0, -1.0, 0.0], [-1.0, -1.0, -1.0, -1.0]])
+    # rollout 0: changes -0.5, +0.2, -0.1 on its 3 action tokens (net -0.4 < 0: active);
+    # rollout 1: changes -0.3, +0.5 (net +0.2: inactive); the last token of each is masked out
+    new = old + t([[-0.5, 0.2, -0.1, -9.0], [-0.3, 0.5, 0.0, -9.0]])
+    mask = t([[1, 1, 1, 0], [1, 1, 0, 0]])
+    new.requires_grad_(True)
+    loss = llds_loss(new, old, mask)
+    # active rollout 0: (0.5 + 0 + 0.1) / 3 tokens; mean over the 2 rollouts
+    assert float(loss.detach()) == pytest.approx((0.6 / 3) / 2)
+    loss.backward()
+    # gradient only on rollout 0's decreased, unmasked tokens: d/dlogp of -logp / 3 / 2
+    expected = t([[-1 / 6, 0.0, -1 / 6, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert th.allclose(new.grad, expected)
+
+
+def test_llds_is_zero_on_policy_and_can_be_gated_on_advantage():
+    old = t([[-1.0, -2.0]])
+    mask = t([[1, 1]])
+    same = old.clone().requires_grad_(True)
+    loss = llds_loss(same, old, mask)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and float(same.grad.abs().sum()) == 0.0
+    lower = old - 0.5
+    assert float(llds_loss(lower, old, mask)) == pytest.approx(0.5)
+    assert float(llds_loss(lower, old, mask, advantages=t([[1.0, 1.0]]))) == pytest.approx(0.5)
+    assert float(llds_loss(lower, old, mask, advantages=t([[-1.0, -1.0]]))) == 0.0
+    with pytest.raises(ValueError, match="shapes"):
+        llds_loss(old, old, t([[1, 1, 1]]))

@@ -33,6 +33,8 @@ def test_bad_arguments():
         make(MultiTurnAgent, advantage="ppo")
     with pytest.raises(ValueError, match="ratio_level"):
         make(ratio_level="sequence")
+    with pytest.raises(ValueError, match="llds_coef"):
+        make(llds_coef=-0.1)
     with pytest.raises(TypeError, match=r"spaces\.Text"):
         MultiTurnAgent(lambda: gym.make("CartPole-v1"), **SMALL)
 
@@ -79,6 +81,7 @@ def test_all_fail_group_grpo_collapses_igpo_does_not():
         (GRPO, {"ratio_level": "turn", "clipping_correction": True, "n_epochs": 2, "batch_size": 4}),
         (GRPO, {"kl_coef": 0.01, "ent_coef": 0.01, "aggregation": "seq-mean-token-mean", "clip_range_high": 0.28}),
         (GRPO, {"empg": True, "otc": True}),
+        (GRPO, {"llds_coef": 0.1, "n_epochs": 2}),
     ],
 )
 def test_every_estimator_and_loss_option_trains(cls, kwargs):
