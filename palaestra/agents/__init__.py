@@ -128,6 +128,16 @@ register_algorithm(
         builder="palaestra.agents.offline.pgd:build_pgd",
     )
 )
+register_algorithm(
+    AlgorithmSpec(
+        "pgd-iql",
+        "palaestra.agents.offline.pgd:PGDIQL",
+        "Policy-guided diffusion (Jackson et al. 2024): IQL on mostly synthetic, policy-guided trajectories",
+        policy=None,
+        action_spaces=("Box",),
+        builder="palaestra.agents.offline.pgd:build_pgd_iql",
+    )
+)
 
 # --- Multi-turn LLM agents (Text spaces; ``timesteps`` counts RL updates) ----------------------------------------
 _LLM = "palaestra.agents.llm.trainer"

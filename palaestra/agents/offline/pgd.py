@@ -38,22 +38,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from palaestra.agents.offline.common import build_offline_agent, mlp
+from palaestra.agents.offline.common import OfflineAgent, build_offline_agent, mlp
+from palaestra.agents.offline.iql import IQL
 from palaestra.agents.offline.td3_bc import TD3BC
 
 __all__ = [
     "GUIDANCE_COSINE",
     "PGD",
+    "PGDIQL",
     "EnsembleWorldModel",
     "TemporalUNet",
     "TrajectoryDiffusion",
     "build_pgd",
+    "build_pgd_iql",
     "deterministic_policy_log_prob",
     "edm_loss_weight",
     "edm_preconditioning",
     "edm_sampler",
     "edm_sigma_schedule",
     "guidance_schedule",
+    "policy_log_prob",
     "trajectory_windows",
 ]
 
@@ -282,6 +286,26 @@ def deterministic_policy_log_prob(policy: Any) -> Callable[[torch.Tensor, torch.
         flat = observations.reshape(-1, observations.shape[-1])
         mu = policy._act((flat - mean) / std, True).reshape(actions.shape)
         return -0.5 * (actions - mu).pow(2).sum(-1)
+
+    return log_prob
+
+
+def policy_log_prob(policy: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The guidance log-likelihood of an offline agent's actor, per step, on raw (env-unit) tensors.
+
+    A Gaussian actor (IQL's ``actor.distribution``) gives its own ``log pi(a / max_action | s)``; a deterministic
+    actor (TD3+BC) is read as ``N(mu(s), I)`` (:func:`deterministic_policy_log_prob`), as the authors do.
+    """
+    actor = getattr(policy, "actor", None)
+    if not callable(getattr(actor, "distribution", None)):
+        return deterministic_policy_log_prob(policy)
+    mean, std = torch.as_tensor(policy.obs_mean), torch.as_tensor(policy.obs_std)
+    max_action = torch.as_tensor(policy.max_action)
+
+    def log_prob(observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        flat = (observations.reshape(-1, observations.shape[-1]) - mean) / std
+        scaled = (actions / max_action).reshape(-1, actions.shape[-1])
+        return actor.distribution(flat).log_prob(scaled).sum(-1).reshape(actions.shape[:-1])
 
     return log_prob
 
@@ -609,24 +633,24 @@ class EnsembleWorldModel(nn.Module):
 
 
 # --- the agent ---------------------------------------------------------------------------------------
-class PGD(TD3BC):
-    """TD3+BC trained on mostly synthetic, policy-guided batches (the authors' ``train_agent.py`` loop).
+class _PolicyGuidedData(OfflineAgent):
+    """Training on mostly synthetic, policy-guided batches (the authors' ``train_agent.py`` loop), for any base agent.
 
     Before the first gradient step a :class:`TrajectoryDiffusion` model is fitted on the dataset's windows
     (``diffusion_steps`` steps). A pool of ``pool_windows`` windows is then generated, unguided the first
-    time and afterwards guided by the current actor (read as ``N(mu(s), I)``), and regenerated every
+    time and afterwards guided by the current actor (:func:`policy_log_prob`), and regenerated every
     ``regenerate_every`` agent steps; each batch takes ``round(synthetic_ratio * batch_size)`` transitions
-    from the pool (authors: 240 of 256) and the rest from the real data.
+    from the pool (authors: 240 of 256) and the rest from the real data. Synthetic rewards get the base agent's
+    reward scale (IQL's ``1000 / return spread``), so real and synthetic rewards share units.
 
-    Hyperparameters besides TD3+BC's: ``horizon`` (16; authors 32), ``stride`` (4; authors 8), ``features``
-    (32; authors 1024), ``levels`` (2; authors 3), ``diffusion_steps`` (5000), ``diffusion_batch_size``
-    (32), ``diffusion_lr`` (2e-3), ``sampling_steps`` (32; authors 256), ``guidance_coeff`` (0.1),
-    ``normalize_guidance`` (True), ``synthetic_ratio`` (240/256), ``pool_windows`` (512),
-    ``regenerate_every`` (10000, as the authors').
+    Hyperparameters besides the base agent's: ``horizon`` (16; authors 32), ``stride`` (4; authors 8),
+    ``features`` (32; authors 1024), ``levels`` (2; authors 3), ``diffusion_steps`` (5000),
+    ``diffusion_batch_size`` (32), ``diffusion_lr`` (2e-3), ``sampling_steps`` (32; authors 256),
+    ``guidance_coeff`` (0.1; 0 gives the paper's unguided-diffusion baseline), ``normalize_guidance`` (True),
+    ``synthetic_ratio`` (240/256), ``pool_windows`` (512), ``regenerate_every`` (10000, as the authors').
     """
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        **TD3BC.DEFAULTS,
+    GUIDED_DEFAULTS: ClassVar[dict[str, Any]] = {
         "horizon": 16,
         "stride": 4,
         "features": 32,
@@ -683,6 +707,7 @@ class PGD(TD3BC):
         return losses
 
     def _on_learn_start(self, total_timesteps: int) -> None:
+        super()._on_learn_start(total_timesteps)
         if not bool(self.diffusion.fitted):
             self.fit_diffusion()
 
@@ -692,18 +717,14 @@ class PGD(TD3BC):
         c = self.config
         coeff = c["guidance_coeff"] if self._pool_generations > 0 else 0.0
         windows = self.diffusion.sample(
-            c["pool_windows"],
-            c["sampling_steps"],
-            self.generator,
-            deterministic_policy_log_prob(self),
-            coeff,
-            c["normalize_guidance"],
+            c["pool_windows"], c["sampling_steps"], self.generator, policy_log_prob(self), coeff, c["normalize_guidance"]
         )
         obs = (windows["observations"] - self._obs_mean_t) / self._obs_std_t
+        rewards = windows["rewards"] * float(c.get("reward_scale", 1.0))  # the base agent's reward units
         self._pool = {  # transitions t = 0 .. L-2 of every window
             "observations": obs[:, :-1].reshape(-1, self.obs_dim),
             "actions": windows["actions"][:, :-1].reshape(-1, self.action_dim),
-            "rewards": windows["rewards"][:, :-1].reshape(-1, 1),
+            "rewards": rewards[:, :-1].reshape(-1, 1),
             "next_observations": obs[:, 1:].reshape(-1, self.obs_dim),
             "not_dones": 1.0 - windows["dones"][:, :-1].reshape(-1, 1),
         }
@@ -722,6 +743,23 @@ class PGD(TD3BC):
         return {key: torch.cat([self._pool[key][index], real[key][n_synthetic:]]) for key in real}
 
 
+class PGD(_PolicyGuidedData, TD3BC):
+    """TD3+BC on policy-guided synthetic data (see :class:`_PolicyGuidedData` for the loop and hyperparameters)."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {**TD3BC.DEFAULTS, **_PolicyGuidedData.GUIDED_DEFAULTS}
+
+
+class PGDIQL(_PolicyGuidedData, IQL):
+    """IQL on policy-guided synthetic data, guided by IQL's own Gaussian actor (research notes Sec. 5.8)."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {**IQL.DEFAULTS, **_PolicyGuidedData.GUIDED_DEFAULTS}
+
+
 def build_pgd(env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: dict[str, Any]) -> PGD:
     """``palaestra train --algo pgd`` builder (the env id names the dataset)."""
     return build_offline_agent(PGD, env_id, env_kwargs, seed, hyperparams)  # type: ignore[return-value]
+
+
+def build_pgd_iql(env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: dict[str, Any]) -> PGDIQL:
+    """``palaestra train --algo pgd-iql`` builder (the env id names the dataset)."""
+    return build_offline_agent(PGDIQL, env_id, env_kwargs, seed, hyperparams)  # type: ignore[return-value]
