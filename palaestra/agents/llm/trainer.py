@@ -751,30 +751,50 @@ class MultiTurnAgent:
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[Any, tuple[np.ndarray, ...] | None]:
-        """Return the next message for a text observation; ``state`` carries the episode's token ids.
+        """Return the next message for a text observation, or one per observation of a batch.
 
-        With ``state=None`` or ``episode_start`` set, ``observation`` is taken as the first observation (the
-        prompt); otherwise it is the env's reply to the previous message (``obs_mode="delta"``).
+        ``state`` holds each episode's token ids so far, one array per episode. Where ``state`` is ``None`` or
+        ``episode_start`` is set, the observation is taken as an episode's first (the prompt); otherwise it is
+        the env's reply to the previous message (``obs_mode="delta"``). A batch (a list or array of strings, as
+        a vectorised env returns) is generated in one left-padded batch and returns a list of messages.
         """
-        if not isinstance(observation, str):
-            raise TypeError(f"observation must be a str (a text observation), got {type(observation).__name__}")
-        starting = state is None or (episode_start is not None and bool(np.asarray(episode_start).reshape(-1)[0]))
-        if starting or state is None:
-            ids = prompt_ids(self.tokenizer, observation)
-        else:
-            ids = [*state[0].tolist(), *encode_text(self.tokenizer, observation)]
-        action_ids = sample_actions(
+        batched = not isinstance(observation, str)
+        observations = list(observation) if isinstance(observation, (list, tuple, np.ndarray)) else [observation]
+        if not all(isinstance(text, str) for text in observations):
+            raise TypeError(f"observation must be a str (a text observation) or a list of str, got {observation!r:.80}")
+        if not observations:
+            raise ValueError("observation is an empty batch; expected at least one text observation")
+        starts = self._episode_starts(len(observations), state, episode_start)
+        histories = [
+            prompt_ids(self.tokenizer, text) if starts[i] else [*state[i].tolist(), *encode_text(self.tokenizer, text)]  # type: ignore[index]
+            for i, text in enumerate(observations)
+        ]
+        actions = sample_actions(
             self.model,
-            [ids],
+            histories,
             self.max_new_tokens,
             StopChecker(self.tokenizer),
             self.pad_id,
             0.0 if deterministic else self.temperature,
             self.generator,
-        )[0]
-        text = self.tokenizer.decode(action_ids, skip_special_tokens=True)
-        text = "".join(ch for ch in text if 32 <= ord(ch) < 127 or ch in "\n\t")
-        return text, (np.asarray(ids + action_ids, dtype=np.int64),)
+        )
+        texts = [_printable(self.tokenizer.decode(ids, skip_special_tokens=True)) for ids in actions]
+        new_state = tuple(np.asarray(h + a, dtype=np.int64) for h, a in zip(histories, actions, strict=True))
+        return (texts if batched else texts[0]), new_state
+
+    @staticmethod
+    def _episode_starts(n: int, state: tuple[np.ndarray, ...] | None, episode_start: np.ndarray | None) -> np.ndarray:
+        """Which of ``n`` episodes start now: all without a state, else those flagged by ``episode_start``."""
+        if state is None:
+            return np.ones(n, dtype=bool)
+        if len(state) != n:
+            raise ValueError(f"state holds {len(state)} episodes but {n} observations were given")
+        if episode_start is None:
+            return np.zeros(n, dtype=bool)
+        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+        if len(starts) != n:
+            raise ValueError(f"episode_start has {len(starts)} flags but {n} observations were given")
+        return starts
 
     # --- logging and persistence ------------------------------------------------------------------------------------
     def set_logger(self, logger: Any) -> None:
@@ -931,3 +951,8 @@ def build_igpo(env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: 
 def build_gigpo(env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: dict[str, Any]) -> MultiTurnAgent:
     """``palaestra train --algo gigpo`` builder."""
     return _build(GiGPO, env_id, env_kwargs, seed, hyperparams)
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters other than newline and tab (tokenizer byte artefacts)."""
+    return "".join(ch for ch in text if 32 <= ord(ch) < 127 or ch in "\n\t")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 
+from palaestra.agents.llm.rollout import prompt_ids
 from palaestra.agents.llm.trainer import GRPO, IGPO, GiGPO, MultiTurnAgent
 from palaestra.evaluation import evaluate
 from palaestra.protocol import Agent
@@ -58,6 +59,29 @@ def test_smoke_sft_rl_and_checkpoint_round_trip(tmp_path):
     assert isinstance(agent, Agent)  # the palaestra Policy/Agent protocols
     result = evaluate(agent, make_toy_env(), n_episodes=2, seed=0)
     assert len(result.returns) == 2
+
+
+def test_batched_predict_matches_single_predictions_and_checks_its_state():
+    agent = make(sft_steps=5)
+    agent.learn(total_timesteps=1)
+    envs = [make_toy_env() for _ in range(3)]
+    first = [env.reset(seed=seed)[0] for seed, env in enumerate(envs)]
+    actions, state = agent.predict(np.array(first, dtype=object), deterministic=True)
+    singles = [agent.predict(observation, deterministic=True) for observation in first]
+    assert actions == [action for action, _ in singles]
+    assert all(np.array_equal(a, b[0]) for a, b in zip(state, (s for _, s in singles), strict=True))
+    replies = [env.step(action)[0] for env, action in zip(envs, actions, strict=True)]
+    follow, next_state = agent.predict(replies, state=state, episode_start=np.array([False, True, False]))
+    assert len(follow) == 3
+    assert np.array_equal(next_state[0][: len(state[0])], state[0])  # continued: the history grows
+    prompt = prompt_ids(agent.tokenizer, replies[1])  # restarted: the reply is read as a new prompt
+    assert next_state[1][: len(prompt)].tolist() == prompt
+    with pytest.raises(ValueError, match="state holds 3 episodes but 2"):
+        agent.predict(replies[:2], state=state)
+    with pytest.raises(ValueError, match="empty batch"):
+        agent.predict([])
+    with pytest.raises(TypeError, match="list of str"):
+        agent.predict([1, 2])
 
 
 def test_all_fail_group_grpo_collapses_igpo_does_not():
