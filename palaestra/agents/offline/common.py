@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from palaestra.agents.sb3_logger import console_logger
 from palaestra.envs.offline.dataset import qlearning_dataset
 
 __all__ = ["STATE_NORM_EPS", "OfflineAgent", "dataset_spaces", "mlp", "soft_update"]
@@ -238,9 +239,7 @@ class OfflineAgent(ABC):
     def logger(self) -> Any:
         """The SB3 logger (stdout when ``verbose``, else silent, unless one was set)."""
         if self._logger is None:
-            from stable_baselines3.common.logger import configure
-
-            self._logger = configure(None, ["stdout"] if self.config["verbose"] else [""])
+            self._logger = console_logger(bool(self.config["verbose"]))
         return self._logger
 
     def learn(

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
-from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from palaestra.agents.sb3_logger import console_logger
 
 __all__ = ["EpisodicAgent", "env_horizon", "space_from_dict", "space_to_dict"]
 
@@ -104,7 +106,7 @@ class EpisodicAgent:
     def logger(self) -> Logger:
         """SB3 logger (stdout when ``verbose >= 1``, silent otherwise, until :meth:`set_logger`)."""
         if self._logger is None:
-            self._logger = configure(None, ["stdout"] if self.verbose >= 1 else [])
+            self._logger = console_logger(self.verbose >= 1)
         return self._logger
 
     def set_logger(self, logger: Logger) -> None:
