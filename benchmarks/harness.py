@@ -23,10 +23,13 @@ __all__ = [
     "README",
     "RESULTS_DIR",
     "Timing",
+    "compare_means",
+    "load_resumable",
     "machine_info",
     "markdown_table",
     "render_readme_section",
     "time_callables",
+    "train_with_evaluations",
     "write_results",
 ]
 
@@ -120,6 +123,59 @@ def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULT
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def load_resumable(name: str, args: dict[str, Any], fresh: bool = False, results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+    """The saved payload of ``name`` when it was made with the same ``args`` (and not ``fresh``), else ``{"args": args}``.
+
+    A benchmark that writes its payload after every run and starts from this picks up where an interrupted
+    invocation stopped; changed settings start over.
+    """
+    path = results_dir / f"{name}.json"
+    if not fresh and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("args") == args:
+            return saved
+    return {"args": args}
+
+
+def train_with_evaluations(agent: Any, env: Any, steps: int, eval_every: int, n_episodes: int) -> dict[str, Any]:
+    """Train an offline agent for ``steps`` gradient steps in one ``learn`` call, evaluating every ``eval_every``.
+
+    One call keeps step-dependent schedules (IQL's cosine learning rate) spanning the whole run. Returns the
+    curve of D4RL-normalised scores (x100, ``n_episodes`` deterministic episodes each) and the gradient steps
+    per second with evaluation time left out.
+    """
+    from palaestra.evaluation import evaluate
+
+    curve: list[float] = []
+    eval_seconds = 0.0
+
+    def evaluate_now(model: Any) -> None:
+        nonlocal eval_seconds
+        if model.num_timesteps % eval_every == 0:
+            started = time.perf_counter()
+            result = evaluate(model, env, n_episodes=n_episodes, seed=10_000 + model.seed)
+            curve.append(100.0 * float(env.get_normalized_score(result.mean)))
+            eval_seconds += time.perf_counter() - started
+
+    started = time.perf_counter()
+    agent.learn(steps, callback=evaluate_now)
+    return {"curve": curve, "steps_per_second": steps / (time.perf_counter() - started - eval_seconds)}
+
+
+def compare_means(a: Sequence[float], b: Sequence[float]) -> str:
+    """Whether ``a``'s mean over seeds is above, below or level with ``b``'s, by disjoint bootstrap 95% CIs."""
+    import numpy as np
+
+    from palaestra.evaluation import bootstrap_ci
+
+    (a_low, a_high), (b_low, b_high) = bootstrap_ci(np.asarray(a)), bootstrap_ci(np.asarray(b))
+    if a_low > b_high:
+        return "above (CIs disjoint)"
+    if a_high < b_low:
+        return "below (CIs disjoint)"
+    return "level with (CIs overlap)"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -7,6 +7,8 @@ The data are palaestra's own (generated from palaestra's SAC behaviour policies)
 comparable with each other, not with the D4RL tables, even though hopper/halfcheetah/walker2d use D4RL's
 reference returns. Every run evaluates its deterministic policy every ``--eval-freq`` gradient steps
 (``--eval-episodes`` episodes); the table reports the last evaluation, mean over seeds with a 95% bootstrap CI.
+Results are written after every run, and a rerun with the same settings skips the runs already in the file
+(``--fresh`` starts over), so the long MuJoCo table can be built over several sittings.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import time
 
 import numpy as np
 
-from benchmarks.harness import RESULTS_DIR, machine_info, markdown_table, render_readme_section, write_results
+from benchmarks.harness import (
+    RESULTS_DIR,
+    load_resumable,
+    machine_info,
+    markdown_table,
+    render_readme_section,
+    write_results,
+)
 from benchmarks.plotting import plot_learning_curves
 
 
@@ -33,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="hopper/halfcheetah/walker2d, 1M steps, eval every 5000 x 10")
     parser.add_argument("--name", default="offline_scores", help="results file stem (JSON and PNG)")
     parser.add_argument("--section", default="Offline agents: scores", help="section of benchmarks/README.md")
+    parser.add_argument("--fresh", action="store_true", help="ignore runs already in the results file")
     args = parser.parse_args(argv)
     if args.full:
         args.tasks, args.steps, args.eval_freq, args.eval_episodes = ["hopper", "halfcheetah", "walker2d"], 1_000_000, 5000, 10
@@ -45,21 +55,25 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     classes = {"td3bc": TD3BC, "iql": IQL}
-    runs, rows, curves = [], [], {}
+    config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh")}
+    payload = {"runs": [], **load_resumable(args.name, config, args.fresh)}
+    payload["machine"] = machine_info(torch_threads=1)
+    done = {(run["env_id"], run["algo"], run["seed"]): run for run in payload["runs"]}
+    rows, curves = [], {}
     for task in args.tasks:
         for kind in args.kinds:
             env_id = f"{task}-{kind}-v0"
             size = None if kind == "medium-replay" else args.dataset_size
             for algo in args.algos:
-                finals, histories = [], []
+                histories = []
                 for seed in args.seeds:
-                    env = gym.make(env_id, dataset_size=size, progress=False)
-                    started = time.perf_counter()
-                    agent = classes[algo](env, seed=seed, eval_freq=args.eval_freq, n_eval_episodes=args.eval_episodes)
-                    agent.learn(args.steps)
-                    scores = [e["normalized_score"] for e in agent.eval_history]
-                    runs.append(
-                        {
+                    run = done.get((env_id, algo, seed))
+                    if run is None:
+                        env = gym.make(env_id, dataset_size=size, progress=False)
+                        started = time.perf_counter()
+                        agent = classes[algo](env, seed=seed, eval_freq=args.eval_freq, n_eval_episodes=args.eval_episodes)
+                        agent.learn(args.steps)
+                        run = {
                             "env_id": env_id,
                             "dataset_size": agent.dataset_size,
                             "algo": algo,
@@ -68,22 +82,20 @@ def main(argv: list[str] | None = None) -> None:
                             "seconds": time.perf_counter() - started,
                             "eval_history": agent.eval_history,
                         }
-                    )
-                    finals.append(scores[-1])
-                    histories.append(scores)
-                    print(
-                        f"{env_id} {algo} seed {seed}: last score {scores[-1]:.1f} ({runs[-1]['seconds']:.0f} s)", flush=True
-                    )
-                low, high = bootstrap_ci(np.asarray(finals))
+                        payload["runs"].append(run)
+                        write_results(args.name, payload)  # after every run: a rerun resumes from here
+                        last = run["eval_history"][-1]["normalized_score"]
+                        print(f"{env_id} {algo} seed {seed}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
+                    histories.append([entry["normalized_score"] for entry in run["eval_history"]])
+                finals = np.asarray([history[-1] for history in histories])
+                low, high = bootstrap_ci(finals)
                 rows.append(
-                    [env_id, algo, f"{np.mean(finals):.1f}", f"[{low:.1f}, {high:.1f}]", f"{max(map(max, histories)):.1f}"]
+                    [env_id, algo, f"{finals.mean():.1f}", f"[{low:.1f}, {high:.1f}]", f"{max(map(max, histories)):.1f}"]
                 )
-                steps = np.asarray([e["step"] for e in agent.eval_history])
+                steps = np.asarray([entry["step"] for entry in run["eval_history"]])
                 curves[f"{env_id} {algo}"] = (steps, np.asarray(histories))
     png = RESULTS_DIR / f"{args.name}.png"
     plot_learning_curves(curves, png, xlabel="gradient steps", ylabel="D4RL-normalised score", title="TD3+BC and IQL")
-    config = {k: v for k, v in vars(args).items() if k not in ("name", "section")}
-    write_results(args.name, {"config": config, "runs": runs, "machine": machine_info(torch_threads=1)})
     sizes = (
         "standard sizes" if args.dataset_size is None else f"{args.dataset_size:,} transitions; medium-replay: whole buffer"
     )
