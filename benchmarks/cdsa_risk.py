@@ -6,8 +6,9 @@ policy), in particular when the policy meets states or actions outside its data.
 TD3+BC and IQL on ``pendulum-medium-v0`` (frozen afterwards), fits CDSA's score model on the same data and
 evaluates each policy with and without the correction for 100 episodes on the clean env and with Gaussian
 observation noise (``sigma = 0.1``), reporting the normalised score (x100), VaR_10% and CVaR_10% of the
-returns and the mean size of the correction. CDSA's recipe here is palaestra's reconstruction (the paper
-published no code). Run: ``python -m benchmarks.cdsa_risk``.
+returns and the mean size of the correction, for several pretraining seeds (resumable: a rerun skips the
+seeds already in the results file), with CDSA's gains paired by seed. CDSA's recipe here is palaestra's
+reconstruction (the paper published no code). Run: ``python -m benchmarks.cdsa_risk``.
 """
 
 from __future__ import annotations
@@ -25,14 +26,23 @@ import numpy as np
 import torch
 
 import palaestra  # noqa: F401
-from benchmarks.harness import machine_info, markdown_table, render_readme_section, write_results
+from benchmarks.harness import (
+    RESULTS_DIR,
+    load_resumable,
+    machine_info,
+    markdown_table,
+    render_readme_section,
+    write_results,
+)
 from palaestra.agents.offline.cdsa import CDSA, DatasetScoreModel
 from palaestra.agents.offline.iql import IQL
 from palaestra.agents.offline.td3_bc import TD3BC
-from palaestra.evaluation import evaluate
+from palaestra.evaluation import bootstrap_ci, evaluate
 
 NAME = "cdsa_risk"
 SECTION = "CDSA on frozen offline policies: return and risk"
+#: the correction's settings (step size, annealed noise levels, per-step norm cap)
+KNOBS = {"step_size": 0.5, "n_steps": 5, "sigma_start": 0.3, "sigma_end": 0.05, "max_step_norm": 0.1}
 
 
 class ObservationNoise(gym.ObservationWrapper):
@@ -69,100 +79,108 @@ def risk(returns: np.ndarray, level: float = 0.1) -> tuple[float, float]:
     return var, float(tail.mean())
 
 
-def finding(results: list[dict[str, Any]]) -> str:
-    """One sentence per (condition, policy): the change in score, VaR and CVaR that CDSA makes."""
-    by_key = {(entry["condition"], entry["policy"]): entry for entry in results}
-    parts = []
-    for (condition, name), entry in by_key.items():
-        corrected = by_key.get((condition, name + " + CDSA"))
-        if corrected is None:
-            continue
-        disjoint = corrected["ci"][0] > entry["ci"][1] or corrected["ci"][1] < entry["ci"][0]
-        parts.append(
-            f"{name}, {condition}: score {corrected['score'] - entry['score']:+.1f}, "
-            f"VaR10 {corrected['VaR10'] - entry['VaR10']:+.0f}, CVaR10 {corrected['CVaR10'] - entry['CVaR10']:+.0f} "
-            f"(mean-return CIs {'disjoint' if disjoint else 'overlap'})"
-        )
-    return "Finding (CDSA minus the bare policy): " + "; ".join(parts) + "."
+def evaluate_seed(args: argparse.Namespace, seed: int, env: gym.Env) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Pretrain both policies and the score model with ``seed``; evaluate every (condition, policy) row."""
+    timings: dict[str, float] = {}
+    policies = {}
+    for name, cls in (("TD3+BC", TD3BC), ("IQL", IQL)):
+        started = time.perf_counter()
+        policies[name] = cls(env, seed=seed, eval_freq=0).learn(args.agent_steps)
+        timings[f"{name} pretraining s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    score_model = DatasetScoreModel.from_dataset(env.get_dataset(), env, hidden_sizes=(128, 128, 128))
+    score_model.fit(steps=args.score_steps, batch_size=512, seed=seed)
+    timings["score model fit s"] = time.perf_counter() - started
+    conditions = {"clean": lambda: env, "observation noise 0.1": lambda: ObservationNoise(env, 0.1, seed + 7)}
+    results = []
+    for condition, make in conditions.items():
+        for name, policy in policies.items():
+            for corrected in (False, True):
+                wrapped = CorrectionSize(CDSA(policy, score_model, **KNOBS)) if corrected else policy
+                result = evaluate(wrapped, make(), n_episodes=args.episodes, seed=30_000 + seed)
+                var, cvar = risk(result.returns)
+                results.append(
+                    {
+                        "seed": seed,
+                        "condition": condition,
+                        "policy": name + (" + CDSA" if corrected else ""),
+                        "score": 100.0 * float(env.get_normalized_score(result.mean)),
+                        "mean_return": result.mean,
+                        "VaR10": var,
+                        "CVaR10": cvar,
+                        "mean_correction": float(np.mean(wrapped.sizes)) if corrected else 0.0,
+                    }
+                )
+                print(f"seed {seed} {condition} {results[-1]['policy']}: score {results[-1]['score']:.1f}", flush=True)
+    return results, timings
+
+
+def render(payload: dict[str, Any]) -> None:
+    """README table: per row the mean over seeds, and CDSA's paired gain over the bare policy with a CI."""
+    a, results = payload["args"], payload["results"]
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in results:
+        by_key.setdefault((entry["condition"], entry["policy"]), []).append(entry)
+    rows, parts = [], []
+    for (condition, policy), entries in by_key.items():
+        means = {metric: np.mean([e[metric] for e in entries]) for metric in ("score", "VaR10", "CVaR10", "mean_correction")}
+        row = [condition, policy, len(entries), f"{means['score']:.1f}", f"{means['VaR10']:.0f}", f"{means['CVaR10']:.0f}"]
+        bare = by_key.get((condition, policy.removesuffix(" + CDSA")))
+        if policy.endswith(" + CDSA") and bare is not None:
+            gains = {}
+            for metric in ("score", "VaR10", "CVaR10"):
+                diff = np.array([c[metric] - b[metric] for c, b in zip(entries, bare, strict=True)])
+                low, high = bootstrap_ci(diff)
+                gains[metric] = (diff.mean(), low, high)
+            row += [f"{gains[m][0]:+.1f} [{gains[m][1]:+.1f}, {gains[m][2]:+.1f}]" for m in ("score", "VaR10", "CVaR10")]
+            above = sum(gains[m][1] > 0 for m in gains)
+            parts.append(f"{policy.removesuffix(' + CDSA')}, {condition}: {above} of 3 gains with a CI above 0")
+        else:
+            row += ["", "", ""]
+        rows.append([*row, f"{means['mean_correction']:.3f}"])
+    header = ["condition", "policy", "seeds", "normalised score", "VaR 10%", "CVaR 10%", "CDSA gain: score", "VaR 10%",
+              "CVaR 10%", "mean ||a - a0||"]  # fmt: skip
+    note = (
+        f"`pendulum-medium-v0` with {a['dataset_size']} transitions; for each of seeds {a['seeds']}, TD3+BC and IQL "
+        f"pretrained {a['agent_steps']} gradient steps (default hyperparameters) and frozen, and a CDSA score model "
+        f"(3x128, {a['score_steps']} steps, batch 512) fitted; CDSA knobs {json.dumps(KNOBS)}. {a['episodes']} "
+        "evaluation episodes per row and seed (the same episode seeds with and without CDSA); VaR/CVaR over the "
+        "episode returns, then averaged over seeds; gains are CDSA minus the bare policy, paired by seed, mean with "
+        "a bootstrap 95% CI over seeds. CDSA here is a reconstruction of the paper's method. "
+        f"{payload['machine']['cpu']}, 1 torch thread. Rerun: `python -m benchmarks.{NAME}`."
+    )
+    finding = "Finding (CDSA minus the bare policy): " + "; ".join(parts) + "."
+    render_readme_section(SECTION, f"{markdown_table(header, rows)}\n\n{finding}\n\n{note}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Pretrain, fit, evaluate, write JSON and the README table."""
+    """Pretrain, fit and evaluate per seed (resumable), write JSON and the README table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset-size", type=int, default=20_000)
     parser.add_argument("--agent-steps", type=int, default=3000)
     parser.add_argument("--score-steps", type=int, default=3000)
     parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--fresh", action="store_true", help="ignore seeds already in the results file")
+    parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args(argv)
+    if args.render_only:
+        render(json.loads((RESULTS_DIR / f"{NAME}.json").read_text()))
+        return 0
     torch.set_num_threads(1)
     os.environ.setdefault("MINARI_DATASETS_PATH", str(Path(tempfile.gettempdir()) / "palaestra-bench-minari"))
     env = gym.make("pendulum-medium-v0", dataset_size=args.dataset_size, progress=False)
-    dataset = env.get_dataset()
-    timings: dict[str, float] = {}
-    policies = {}
-    for name, cls in (("TD3+BC", TD3BC), ("IQL", IQL)):
-        started = time.perf_counter()
-        policies[name] = cls(env, seed=args.seed, eval_freq=0).learn(args.agent_steps)
-        timings[f"{name} pretraining s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    score_model = DatasetScoreModel.from_dataset(dataset, env, hidden_sizes=(128, 128, 128))
-    history = score_model.fit(steps=args.score_steps, batch_size=512, seed=args.seed)
-    timings["score model fit s"] = time.perf_counter() - started
-    knobs = {"step_size": 0.5, "n_steps": 5, "sigma_start": 0.3, "sigma_end": 0.05, "max_step_norm": 0.1}
-    conditions = {"clean": lambda: env, "observation noise 0.1": lambda: ObservationNoise(env, 0.1, args.seed + 7)}
-    rows, results = [], []
-    for condition, make in conditions.items():
-        for name, policy in policies.items():
-            for corrected in (False, True):
-                wrapped = CorrectionSize(CDSA(policy, score_model, **knobs)) if corrected else policy
-                result = evaluate(wrapped, make(), n_episodes=args.episodes, seed=30_000 + args.seed)
-                var, cvar = risk(result.returns)
-                entry = {
-                    "condition": condition,
-                    "policy": name + (" + CDSA" if corrected else ""),
-                    "score": 100.0 * float(env.get_normalized_score(result.mean)),
-                    "mean_return": result.mean,
-                    "ci": [result.ci_low, result.ci_high],
-                    "VaR10": var,
-                    "CVaR10": cvar,
-                    "mean_correction": float(np.mean(wrapped.sizes)) if corrected else 0.0,
-                    "returns": result.returns.tolist(),
-                }
-                results.append(entry)
-                rows.append(
-                    [
-                        condition,
-                        entry["policy"],
-                        f"{entry['score']:.1f}",
-                        f"{entry['mean_return']:.0f} [{result.ci_low:.0f}, {result.ci_high:.0f}]",
-                        f"{var:.0f}",
-                        f"{cvar:.0f}",
-                        f"{entry['mean_correction']:.3f}",
-                    ]
-                )
-                print(rows[-1], flush=True)
-    payload = {
-        "machine": machine_info(torch_threads=1),
-        "args": vars(args),
-        "cdsa": knobs,
-        "timings": timings,
-        "score_model_losses": history[-1],
-        "results": results,
-    }
-    write_results(NAME, payload)
-    table = markdown_table(
-        ["condition", "policy", "normalised score", "mean return [95% CI]", "VaR 10%", "CVaR 10%", "mean ||a - a0||"], rows
-    )
-    note = (
-        f"`pendulum-medium-v0` with {args.dataset_size} transitions; TD3+BC and IQL pretrained {args.agent_steps} gradient "
-        f"steps (seed {args.seed}, default hyperparameters) and frozen; CDSA score model 3x128, {args.score_steps} steps, "
-        f"batch 512; CDSA knobs {json.dumps(knobs)}. {args.episodes} evaluation episodes per row (same seeds for every "
-        f"row); VaR/CVaR over the episode returns. One pretraining seed only: the rows compare the same frozen policy "
-        f"with and without the correction. CDSA here is a reconstruction of the paper's method. "
-        f"{payload['machine']['cpu']}, 1 torch thread. Rerun: `python -m benchmarks.{NAME}`."
-    )
-    render_readme_section(SECTION, f"{table}\n\n{finding(results)}\n\n{note}")
+    settings = {k: v for k, v in vars(args).items() if k not in ("fresh", "render_only")}
+    payload = {"results": [], "timings": {}, **load_resumable(NAME, settings, args.fresh)}
+    payload.update(machine=machine_info(torch_threads=1), cdsa=KNOBS)
+    for seed in args.seeds:
+        if any(entry["seed"] == seed for entry in payload["results"]):
+            continue
+        results, timings = evaluate_seed(args, seed, env)
+        payload["results"] += results
+        payload["timings"][str(seed)] = timings
+        write_results(NAME, payload)
+    render(payload)
     return 0
 
 
