@@ -19,6 +19,7 @@ def plot_learning_curves(
     ylabel: str = "return",
     title: str = "",
     confidence_level: float = 0.95,
+    log_y: bool = False,
 ) -> Path:
     """Plot the mean over seeds of each curve with its bootstrap confidence band and save a PNG.
 
@@ -29,6 +30,7 @@ def plot_learning_curves(
         ylabel: Label of the y axis.
         title: Figure title.
         confidence_level: Coverage of the band (a per-point bootstrap of the mean over seeds).
+        log_y: Use a logarithmic y axis.
 
     Returns:
         ``path``.
@@ -46,6 +48,8 @@ def plot_learning_curves(
         bands = np.array([bootstrap_ci(y[:, t], confidence_level) for t in range(y.shape[1])])
         axis.plot(x, y.mean(axis=0), label=f"{label} (n={y.shape[0]})")
         axis.fill_between(x, bands[:, 0], bands[:, 1], alpha=0.25)
+    if log_y:
+        axis.set_yscale("log")
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.set_title(title)
