@@ -122,7 +122,9 @@ class IQL(OfflineAgent):
         return rewards * self.config["reward_scale"]
 
     def _on_learn_start(self, total_timesteps: int) -> None:
-        # cosine decay of the actor's learning rate over the run (CORL: CosineAnnealingLR(T_max=max_timesteps))
+        # cosine decay of the actor's learning rate over the run (CORL: CosineAnnealingLR(T_max=max_timesteps));
+        # each learn() call is one run: a second call starts a new cosine cycle from actor_lr, so train in one
+        # call (evaluate through eval_freq or a callback) to follow the paper's single schedule
         self.actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optimizer, total_timesteps)
 
     def _modules(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
