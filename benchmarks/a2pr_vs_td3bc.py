@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 agent = cls(env, dataset=dataset, seed=seed, eval_freq=0, **hyper)
                 run = train_with_evaluations(agent, env, args.steps, args.eval_every, args.episodes)
-                runs[algo].append({**run, "final_score": float(np.mean(run["curve"][-2:]))})
+                runs[algo].append(run)
                 print(f"{label} {algo} seed {seed}: {runs[algo][-1]['final_score']:.1f}", flush=True)
                 write_results(name, payload)
     render(payload)

@@ -143,8 +143,8 @@ def train_with_evaluations(agent: Any, env: Any, steps: int, eval_every: int, n_
     """Train an offline agent for ``steps`` gradient steps in one ``learn`` call, evaluating every ``eval_every``.
 
     One call keeps step-dependent schedules (IQL's cosine learning rate) spanning the whole run. Returns the
-    curve of D4RL-normalised scores (x100, ``n_episodes`` deterministic episodes each) and the gradient steps
-    per second with evaluation time left out.
+    curve of D4RL-normalised scores (x100, ``n_episodes`` deterministic episodes each), the final score (mean of
+    the last two evaluations) and the gradient steps per second with evaluation time left out.
     """
     from palaestra.evaluation import evaluate
 
@@ -161,7 +161,9 @@ def train_with_evaluations(agent: Any, env: Any, steps: int, eval_every: int, n_
 
     started = time.perf_counter()
     agent.learn(steps, callback=evaluate_now)
-    return {"curve": curve, "steps_per_second": steps / (time.perf_counter() - started - eval_seconds)}
+    seconds = time.perf_counter() - started - eval_seconds
+    final_score = sum(curve[-2:]) / len(curve[-2:]) if curve else float("nan")  # nan: no evaluation ran
+    return {"curve": curve, "final_score": final_score, "steps_per_second": steps / seconds}
 
 
 def compare_means(a: Sequence[float], b: Sequence[float]) -> str:

@@ -182,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
         for agent, arm in pending:
             model = build_agent(agent, arm, env, seed, args.guidance, args.regenerate_every, diffusion)
             run = train_with_evaluations(model, env, args.steps, args.eval_every, args.episodes)
-            run["final_score"] = float(np.mean(run["curve"][-2:]))
             payload["results"].setdefault(agent, {}).setdefault(arm, []).append(run)
             print(f"seed {seed} {agent} {arm}: {run['final_score']:.1f} ({run['steps_per_second']:.0f} steps/s)", flush=True)
             write_results(NAME, payload)

@@ -99,3 +99,4 @@ def test_train_with_evaluations_evaluates_on_schedule_in_one_learn_call():
     run = harness.train_with_evaluations(agent, env, steps=30, eval_every=10, n_episodes=2)
     assert agent.learn_calls == 1 and len(run["curve"]) == 3 and run["steps_per_second"] > 0
     assert all(score > 0 for score in run["curve"])  # 100 x normalised return of always pushing left
+    assert run["final_score"] == pytest.approx(sum(run["curve"][-2:]) / 2)
