@@ -10,6 +10,7 @@ in which case the error names the ``palaestra collect`` command that makes it.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ import numpy as np
 
 from palaestra.envs.offline import specs
 from palaestra.envs.offline.dataset import dataset_arrays, load_minari_dataset
+from palaestra.envs.offline.policies import FINGERPRINT_KEY, behaviour_fingerprint
 
 __all__ = ["SOURCES", "OfflineEnv", "make_offline_env"]
 
@@ -72,8 +74,12 @@ class OfflineEnv(gym.Wrapper):
     def get_minari_dataset(self) -> Any:
         """The :class:`minari.MinariDataset` behind this env, generated first if missing and allowed.
 
+        A palaestra dataset generated from other behaviour policies than the installed ones (an older
+        palaestra) is regenerated, with a warning, when generation is allowed.
+
         Raises:
             FileNotFoundError: If the dataset is missing and cannot be generated here.
+            RuntimeError: If the dataset is stale (other behaviour policies) and cannot be regenerated here.
             ValueError: If the dataset's spaces do not match the env's.
         """
         try:
@@ -85,21 +91,46 @@ class OfflineEnv(gym.Wrapper):
                     f"`minari download {self.dataset_id}` on a machine with network access, or use source='palaestra'"
                 ) from None
             if not self.generate:
-                size = f" --size {self.dataset_size}" if self.dataset_size is not None else ""
-                seed = f" --seed {self.dataset_seed}" if self.dataset_seed != specs.DEFAULT_SEED else ""
                 raise FileNotFoundError(
-                    f"dataset {self.dataset_id!r} has not been generated and generation is disabled; run "
-                    f"`palaestra collect --env {specs.offline_env_id(self.task.name, self.kind)}{size}{seed}`"
+                    f"dataset {self.dataset_id!r} has not been generated and generation is disabled; "
+                    f"run `{self._collect_command()}`"
                 ) from None
-            from palaestra.envs.offline.generation import generate_dataset
-
-            dataset = generate_dataset(self.task.name, self.kind, self.dataset_size, self.dataset_seed, progress=self.progress)
+            dataset = self._generate(overwrite=False)
         self._check_spaces(dataset)
+        if self.source == "palaestra" and self._is_stale(dataset):
+            if not self.generate:
+                raise RuntimeError(
+                    f"dataset {self.dataset_id!r} was generated from other behaviour policies than the installed "
+                    f"ones, and generation is disabled; regenerate it with `{self._collect_command()} --overwrite`"
+                )
+            warnings.warn(
+                f"dataset {self.dataset_id!r} was generated from other behaviour policies than the installed ones "
+                "(an older palaestra); regenerating it",
+                stacklevel=2,
+            )
+            dataset = self._generate(overwrite=True)
         if self._ref_scores is None:
             metadata = dataset.storage.metadata
             if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
                 self._ref_scores = (float(metadata["ref_min_score"]), float(metadata["ref_max_score"]))
         return dataset
+
+    def _generate(self, overwrite: bool) -> Any:
+        from palaestra.envs.offline.generation import generate_dataset
+
+        return generate_dataset(
+            self.task.name, self.kind, self.dataset_size, self.dataset_seed, overwrite=overwrite, progress=self.progress
+        )
+
+    def _is_stale(self, dataset: Any) -> bool:
+        """Whether ``dataset`` records other behaviour policies than the installed ones (or none)."""
+        recorded = dataset.storage.metadata.get(FINGERPRINT_KEY)
+        return recorded != behaviour_fingerprint(self.task.name, self.kind)
+
+    def _collect_command(self) -> str:
+        size = f" --size {self.dataset_size}" if self.dataset_size is not None else ""
+        seed = f" --seed {self.dataset_seed}" if self.dataset_seed != specs.DEFAULT_SEED else ""
+        return f"palaestra collect --env {specs.offline_env_id(self.task.name, self.kind)}{size}{seed}"
 
     def _check_spaces(self, dataset: Any) -> None:
         for name, expected, found in (

@@ -27,7 +27,13 @@ import gymnasium as gym
 import numpy as np
 
 from palaestra.envs.offline import specs
-from palaestra.envs.offline.policies import UniformRandomPolicy, load_behaviour_policy, policy_path
+from palaestra.envs.offline.policies import (
+    FINGERPRINT_KEY,
+    UniformRandomPolicy,
+    behaviour_fingerprint,
+    load_behaviour_policy,
+    policy_path,
+)
 
 __all__ = [
     "AUTHOR",
@@ -210,11 +216,12 @@ def write_minari_dataset(
     description: str,
     algorithm_name: str,
     overwrite: bool = False,
+    extra_metadata: dict[str, Any] | None = None,
 ) -> Any:
     """Write ``buffers`` as the Minari dataset ``dataset_id``, all or nothing.
 
     The dataset is built in a temporary folder inside the Minari root and renamed into place, so an error or
-    an interruption never leaves a partial dataset.
+    an interruption never leaves a partial dataset. ``extra_metadata`` is added to Minari's metadata.
 
     Raises:
         FileExistsError: If the dataset exists and ``overwrite`` is false.
@@ -233,7 +240,7 @@ def write_minari_dataset(
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=root))
     try:
         with _minari_root_set_to(staging), _quiet_minari_warnings():
-            minari.create_dataset_from_buffers(
+            staged = minari.create_dataset_from_buffers(
                 dataset_id=dataset_id,
                 buffer=buffers,
                 env=env_id,
@@ -247,6 +254,8 @@ def write_minari_dataset(
                 description=description,
                 requirements=["palaestra"],
             )
+            if extra_metadata:
+                staged.storage.update_metadata(extra_metadata)
         namespace = dataset_id.rsplit("/", 1)[0] if "/" in dataset_id else None
         if namespace is not None:
             _copy_namespace_metadata(staging, root, namespace)
@@ -344,5 +353,13 @@ def generate_dataset(
         f"not D4RL's data. Reference scores: {spec.ref_source}."
     )
     return write_minari_dataset(
-        identifier, buffers, spec.env_id, spec.ref_min_score, spec.ref_max_score, description, algorithm, overwrite
+        identifier,
+        buffers,
+        spec.env_id,
+        spec.ref_min_score,
+        spec.ref_max_score,
+        description,
+        algorithm,
+        overwrite,
+        {FINGERPRINT_KEY: behaviour_fingerprint(task, kind)},
     )

@@ -9,6 +9,7 @@ rescaled from ``[-1, 1]`` to the action bounds; ``log sigma`` is clipped to ``[-
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -18,8 +19,10 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = [
+    "FINGERPRINT_KEY",
     "SquashedGaussianActor",
     "UniformRandomPolicy",
+    "behaviour_fingerprint",
     "behaviour_manifest",
     "load_actor",
     "load_behaviour_policy",
@@ -28,6 +31,14 @@ __all__ = [
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 DATA_PACKAGE = "palaestra.envs.offline"
+FINGERPRINT_KEY = "palaestra_behaviour_sha256"  # dataset metadata key of behaviour_fingerprint
+SOURCE_FILES = {  # the shipped files each dataset kind is generated from
+    "random": (),
+    "medium": ("medium",),
+    "expert": ("expert",),
+    "medium-expert": ("medium", "expert"),
+    "medium-replay": ("medium_replay",),
+}
 
 
 class SquashedGaussianActor:
@@ -141,3 +152,21 @@ def behaviour_manifest() -> dict[str, Any]:
     """The manifest of the shipped policies: per task the training command, seed, steps and returns."""
     path = Path(str(resources.files(DATA_PACKAGE) / "data" / "manifest.json"))
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def behaviour_fingerprint(task: str, kind: str) -> str:
+    """SHA-256 of the shipped files that ``task``'s ``kind`` dataset is generated from (none for ``random``).
+
+    Recorded in every generated dataset, so that data generated from other behaviour policies (an older
+    palaestra) are recognised instead of being mixed with the installed policies' data.
+
+    Raises:
+        ValueError: If ``kind`` is unknown.
+    """
+    if kind not in SOURCE_FILES:
+        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {sorted(SOURCE_FILES)}")
+    digest = hashlib.sha256()
+    for level in SOURCE_FILES[kind]:
+        path = policy_path(task, level)
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()

@@ -22,7 +22,12 @@ from palaestra.envs.offline import (
     qlearning_dataset,
 )
 from palaestra.envs.offline.generation import write_minari_dataset
-from palaestra.envs.offline.policies import behaviour_manifest, load_behaviour_policy
+from palaestra.envs.offline.policies import (
+    FINGERPRINT_KEY,
+    behaviour_fingerprint,
+    behaviour_manifest,
+    load_behaviour_policy,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -207,6 +212,31 @@ def test_missing_dataset_with_generation_disabled_names_the_command(monkeypatch)
     env = _make("expert", size=123)
     with pytest.raises(FileNotFoundError, match="palaestra collect --env pendulum-expert-v0 --size 123"):
         env.get_dataset()
+
+
+def _mark_as_generated_by_other_policies(env):
+    env.get_minari_dataset().storage.update_metadata({FINGERPRINT_KEY: "0" * 64})
+
+
+def test_data_of_other_behaviour_policies_are_regenerated():
+    env = _make("medium", size=300)
+    first = env.get_dataset()
+    _mark_as_generated_by_other_policies(env)
+    with pytest.warns(UserWarning, match="other behaviour policies than the installed ones"):
+        again = env.get_dataset()
+    np.testing.assert_array_equal(again["observations"], first["observations"])
+    recorded = env.get_minari_dataset().storage.metadata[FINGERPRINT_KEY]
+    assert recorded == behaviour_fingerprint("pendulum", "medium") != behaviour_fingerprint("pendulum", "expert")
+
+
+def test_data_of_other_behaviour_policies_with_generation_disabled_name_the_command(monkeypatch):
+    env = _make("expert", size=200)
+    env.get_dataset()
+    _mark_as_generated_by_other_policies(env)
+    monkeypatch.setenv("PALAESTRA_OFFLINE_GENERATE", "0")
+    stale = _make("expert", size=200)
+    with pytest.raises(RuntimeError, match="palaestra collect --env pendulum-expert-v0 --size 200 --overwrite"):
+        stale.get_dataset()
 
 
 def test_dataset_whose_spaces_do_not_match_the_env(minari_root):
