@@ -21,7 +21,9 @@ entropy coefficient, evaluation curve, best actor; no optimiser state, no replay
 with the same ``--carry`` resumes from, refilling the buffer with ``--refill`` steps of the carried policy
 before updates resume. ``--level medium --stop-at-return R`` is the medium run: a fresh SAC run that stops
 at the first evaluation reaching ``R`` (D4RL: a third of the expert's return; ``--expert-manifest`` computes
-it from the expert run), whose snapshot is the medium policy and whose replay buffer is medium-replay.
+it from the expert run). Its trained snapshot whose return is closest to ``R`` (the last one, or an earlier
+one when the return jumped past ``R``) is the medium policy, and its replay buffer up to that snapshot is
+medium-replay.
 
 Examples (the shipped Pendulum-v1 policies; a MuJoCo expert, then its medium run)::
 
@@ -286,6 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def medium_run_snapshot(snapshots: list[dict], target: float, learning_starts: int) -> dict:
+    """The medium policy of a medium run: its trained snapshot whose return is closest to ``target``.
+
+    SAC's return can jump well past the target between two evaluations; then an earlier snapshot is closer.
+    """
+    trained = [s for s in snapshots if s["step"] > learning_starts] or snapshots[-1:]
+    return min(trained, key=lambda s: abs(s["return"] - target))
+
+
 def write_outputs(model: SAC, state: dict, args: argparse.Namespace, out: Path, name: str) -> None:
     """Select the level(s) this run provides and write the actors, medium-replay and manifest."""
     snapshots = state["snapshots"]
@@ -310,11 +321,11 @@ def write_outputs(model: SAC, state: dict, args: argparse.Namespace, out: Path, 
         np.savez(out / f"{name}_expert.npz", **expert["actor"])
         manifest["expert"] = {"step": expert["step"], "return": expert["return"]}
     if args.level == "medium":
-        medium = snapshots[-1]
-        if medium["return"] < args.stop_at_return:
-            raise RuntimeError(f"the medium run ended at return {medium['return']:.1f} before reaching "
+        if snapshots[-1]["return"] < args.stop_at_return:
+            raise RuntimeError(f"the medium run ended at return {snapshots[-1]['return']:.1f} before reaching "
                                f"{args.stop_at_return:.1f}; resume it with --resume and a larger --steps")  # fmt: skip
         target = args.stop_at_return
+        medium = medium_run_snapshot(snapshots, target, args.learning_starts)
     elif args.level == "both":
         target = state["random_return"] + (manifest["expert"]["return"] - state["random_return"]) / 3.0
         # medium: a trained (step > learning_starts) snapshot earlier than the expert's

@@ -33,8 +33,8 @@ def test_train_behaviour_policies_writes_resumable_results(tmp_path):
         assert np.all(np.abs(replay["actions"]) <= 2.0)
 
 
-def _load_ship_script():
-    spec = importlib.util.spec_from_file_location("ship_behaviour_policies", SCRIPT.with_name("ship_behaviour_policies.py"))
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -66,7 +66,7 @@ def test_expert_run_carries_across_sittings_and_medium_run_stops_at_its_target(t
     with np.load(tmp_path / "medium" / "pendulum_medium_replay.npz") as replay:
         assert replay["episode_lengths"].tolist() == [200]  # whole episodes only
 
-    ship = _load_ship_script()
+    ship = _load_script("ship_behaviour_policies")
     runs = ship.read_runs([tmp_path / "expert", tmp_path / "medium"])
     entry = ship.merged_entry("pendulum", runs["pendulum"])
     assert entry["expert"] == manifest["expert"] and entry["medium"] == medium_manifest["medium"]
@@ -83,3 +83,12 @@ def test_medium_run_needs_a_target_and_carry_is_for_expert_runs():
             text=True,
         )
         assert result.returncode == 2 and message in result.stderr
+
+
+def test_medium_run_keeps_the_trained_snapshot_closest_to_its_target():
+    script = _load_script("train_behaviour_policies")
+    curve = [(5_000, 990.0), (20_000, 300.0), (150_000, 680.0), (160_000, 1688.0)]  # jumps past the target 983
+    snapshots = [{"step": step, "return": value} for step, value in curve]
+    assert script.medium_run_snapshot(snapshots, 983.0, learning_starts=10_000)["step"] == 150_000
+    smooth = [*snapshots[:2], {"step": 30_000, "return": 1000.0}]
+    assert script.medium_run_snapshot(smooth, 983.0, learning_starts=10_000)["step"] == 30_000
