@@ -8,13 +8,17 @@ comparable with each other, not with the D4RL tables, even though hopper/halfche
 reference returns. Every run evaluates its deterministic policy every ``--eval-freq`` gradient steps
 (``--eval-episodes`` episodes); the table reports the last evaluation, mean over seeds with a 95% bootstrap CI.
 Results are written after every run, and a rerun with the same settings skips the runs already in the file
-(``--fresh`` starts over), so the long MuJoCo table can be built over several sittings.
+(``--fresh`` starts over), so the long MuJoCo table can be built over several sittings. The table and the
+curves are rewritten after every run from the runs finished so far (the seed count is in the table);
+``--report-only`` rewrites them without training. "data" is the mean normalised return of the dataset's own
+episodes.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +33,8 @@ from benchmarks.harness import (
 from benchmarks.plotting import plot_learning_curves
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["pendulum"])
     parser.add_argument("--kinds", nargs="+", default=["medium", "medium-replay"])
@@ -43,74 +48,122 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="offline_scores", help="results file stem (JSON and PNG)")
     parser.add_argument("--section", default="Offline agents: scores", help="section of benchmarks/README.md")
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the results file")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the results file")
     args = parser.parse_args(argv)
     if args.full:
         args.tasks, args.steps, args.eval_freq, args.eval_episodes = ["hopper", "halfcheetah", "walker2d"], 1_000_000, 5000, 10
-    import gymnasium as gym
-    import torch
+    return args
 
-    import palaestra  # noqa: F401
+
+def dataset_size(args: argparse.Namespace, kind: str) -> int | None:
+    """The dataset size a run uses (medium-replay is always the whole recorded buffer)."""
+    return None if kind == "medium-replay" else args.dataset_size
+
+
+def train_run(args: argparse.Namespace, env_id: str, size: int | None, algo: str, seed: int) -> dict[str, Any]:
+    """Train one agent and return its record (evaluation history, wall time)."""
+    import gymnasium as gym
+
     from palaestra.agents.offline import IQL, TD3BC
+
+    env = gym.make(env_id, dataset_size=size, progress=False)
+    started = time.perf_counter()
+    agent = {"td3bc": TD3BC, "iql": IQL}[algo](env, seed=seed, eval_freq=args.eval_freq, n_eval_episodes=args.eval_episodes)
+    agent.learn(args.steps)
+    return {
+        "env_id": env_id,
+        "dataset_size": agent.dataset_size,
+        "algo": algo,
+        "seed": seed,
+        "steps": args.steps,
+        "seconds": time.perf_counter() - started,
+        "eval_history": agent.eval_history,
+    }
+
+
+def dataset_score(env_id: str, size: int | None) -> float:
+    """Mean D4RL-normalised return (x100) of the dataset's own episodes (a cut last episode included)."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, dataset_size=size, progress=False)
+    data = env.get_dataset()
+    ends = np.flatnonzero(data["terminals"] | data["timeouts"])
+    returns = np.add.reduceat(data["rewards"].astype(np.float64), np.concatenate([[0], ends[:-1] + 1]))
+    return 100.0 * float(np.mean(env.get_normalized_score(returns)))
+
+
+def report(args: argparse.Namespace, payload: dict[str, Any]) -> str:
+    """Write the table (README section) and the curves of the runs finished so far; return the section body."""
     from palaestra.evaluation import bootstrap_ci
 
-    torch.set_num_threads(1)
-    classes = {"td3bc": TD3BC, "iql": IQL}
-    config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh")}
-    payload = {"runs": [], **load_resumable(args.name, config, args.fresh)}
-    payload["machine"] = machine_info(torch_threads=1)
-    done = {(run["env_id"], run["algo"], run["seed"]): run for run in payload["runs"]}
+    runs = {(run["env_id"], run["algo"], run["seed"]): run for run in payload["runs"]}
+    data_scores = payload.setdefault("data_scores", {})
     rows, curves = [], {}
     for task in args.tasks:
         for kind in args.kinds:
             env_id = f"{task}-{kind}-v0"
-            size = None if kind == "medium-replay" else args.dataset_size
             for algo in args.algos:
-                histories = []
-                for seed in args.seeds:
-                    run = done.get((env_id, algo, seed))
-                    if run is None:
-                        env = gym.make(env_id, dataset_size=size, progress=False)
-                        started = time.perf_counter()
-                        agent = classes[algo](env, seed=seed, eval_freq=args.eval_freq, n_eval_episodes=args.eval_episodes)
-                        agent.learn(args.steps)
-                        run = {
-                            "env_id": env_id,
-                            "dataset_size": agent.dataset_size,
-                            "algo": algo,
-                            "seed": seed,
-                            "steps": args.steps,
-                            "seconds": time.perf_counter() - started,
-                            "eval_history": agent.eval_history,
-                        }
-                        payload["runs"].append(run)
-                        write_results(args.name, payload)  # after every run: a rerun resumes from here
-                        last = run["eval_history"][-1]["normalized_score"]
-                        print(f"{env_id} {algo} seed {seed}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
-                    histories.append([entry["normalized_score"] for entry in run["eval_history"]])
-                finals = np.asarray([history[-1] for history in histories])
+                finished = [runs[key] for key in ((env_id, algo, seed) for seed in args.seeds) if key in runs]
+                if not finished:
+                    continue
+                if env_id not in data_scores:
+                    data_scores[env_id] = dataset_score(env_id, dataset_size(args, kind))
+                histories = np.asarray([[entry["normalized_score"] for entry in run["eval_history"]] for run in finished])
+                finals = histories[:, -1]
                 low, high = bootstrap_ci(finals)
-                rows.append(
-                    [env_id, algo, f"{finals.mean():.1f}", f"[{low:.1f}, {high:.1f}]", f"{max(map(max, histories)):.1f}"]
-                )
-                steps = np.asarray([entry["step"] for entry in run["eval_history"]])
-                curves[f"{env_id} {algo}"] = (steps, np.asarray(histories))
+                rows.append([env_id, f"{data_scores[env_id]:.1f}", algo, str(len(finished)), f"{finals.mean():.1f}",
+                             f"[{low:.1f}, {high:.1f}]", f"{histories.max():.1f}"])  # fmt: skip
+                steps = np.asarray([entry["step"] for entry in finished[0]["eval_history"]])
+                curves[f"{env_id} {algo}"] = (steps, histories)
     png = RESULTS_DIR / f"{args.name}.png"
-    plot_learning_curves(curves, png, xlabel="gradient steps", ylabel="D4RL-normalised score", title="TD3+BC and IQL")
+    if curves:
+        plot_learning_curves(curves, png, xlabel="gradient steps", ylabel="D4RL-normalised score", title="TD3+BC and IQL")
     sizes = (
         "standard sizes" if args.dataset_size is None else f"{args.dataset_size:,} transitions; medium-replay: whole buffer"
     )
     body = (
         f"Datasets: {', '.join(args.kinds)} of {', '.join(args.tasks)} ({sizes}). "
-        f"D4RL-normalised score (x100) of the last evaluation, mean over seeds {args.seeds} with a 95% bootstrap CI; budget "
-        f"{args.steps:,} gradient steps per run, evaluation every {args.eval_freq:,} steps x {args.eval_episodes} episodes, "
-        "CORL hyperparameters, 1 torch thread on a shared 2-core CPU (`python -m benchmarks.offline_scores`; "
-        "`--full` reruns the 1M-step MuJoCo protocol). The data are palaestra's own, generated from its SAC behaviour "
-        "policies, not D4RL's: compare these numbers with each other, not with the D4RL tables. "
+        f"D4RL-normalised score (x100) of the last evaluation, mean over the seeds finished (of {args.seeds}) with a "
+        f"95% bootstrap CI; budget {args.steps:,} gradient steps per run, evaluation every {args.eval_freq:,} steps x "
+        f"{args.eval_episodes} episodes, CORL hyperparameters, 1 torch thread on a shared 2-core CPU "
+        '(`python -m benchmarks.offline_scores`; `--full` reruns the 1M-step MuJoCo protocol). "data" is the mean '
+        "normalised return of the dataset's own episodes. The data are palaestra's own, generated from its SAC "
+        "behaviour policies, not D4RL's: compare these numbers with each other, not with the D4RL tables. "
         f"Curves: `benchmarks/results/{png.name}`.\n\n"
-        + markdown_table(["dataset", "agent", "last score", "95% CI", "best eval (any seed)"], rows)
+        + markdown_table(["dataset", "data", "agent", "seeds", "last score", "95% CI", "best eval (any seed)"], rows)
     )
     render_readme_section(args.section, body)
-    print(body)
+    return body
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    import palaestra  # noqa: F401  (registers the offline ids)
+
+    torch.set_num_threads(1)
+    config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only")}
+    payload = {"runs": [], **load_resumable(args.name, config, args.fresh)}
+    if args.report_only and not payload["runs"]:
+        raise SystemExit(f"benchmarks/results/{args.name}.json holds no finished runs made with these settings")
+    payload["machine"] = machine_info(torch_threads=1)
+    done = {(run["env_id"], run["algo"], run["seed"]) for run in payload["runs"]}
+    for task in args.tasks:
+        for kind in args.kinds:
+            env_id = f"{task}-{kind}-v0"
+            for algo in args.algos:
+                for seed in args.seeds:
+                    if args.report_only or (env_id, algo, seed) in done:
+                        continue
+                    run = train_run(args, env_id, dataset_size(args, kind), algo, seed)
+                    payload["runs"].append(run)
+                    report(args, payload)
+                    write_results(args.name, payload)  # after every run: a rerun resumes from here
+                    last = run["eval_history"][-1]["normalized_score"]
+                    print(f"{env_id} {algo} seed {seed}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
+    print(report(args, payload))
+    write_results(args.name, payload)
 
 
 if __name__ == "__main__":
