@@ -136,6 +136,22 @@ def report(args: argparse.Namespace, payload: dict[str, Any]) -> str:
     return body
 
 
+def train_missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> None:
+    """Train every (dataset, algorithm, seed) run not yet in ``payload``, saving and reporting after each."""
+    done = {(run["env_id"], run["algo"], run["seed"]) for run in payload["runs"]}
+    for task in args.tasks:
+        for kind in args.kinds:
+            env_id = f"{task}-{kind}-v0"
+            for algo in args.algos:
+                for seed in (seed for seed in args.seeds if (env_id, algo, seed) not in done):
+                    run = train_run(args, env_id, dataset_size(args, kind), algo, seed)
+                    payload["runs"].append(run)
+                    report(args, payload)
+                    write_results(args.name, payload)  # after every run: a rerun resumes from here
+                    last = run["eval_history"][-1]["normalized_score"]
+                    print(f"{env_id} {algo} seed {seed}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
@@ -148,20 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.report_only and not payload["runs"]:
         raise SystemExit(f"benchmarks/results/{args.name}.json holds no finished runs made with these settings")
     payload["machine"] = machine_info(torch_threads=1)
-    done = {(run["env_id"], run["algo"], run["seed"]) for run in payload["runs"]}
-    for task in args.tasks:
-        for kind in args.kinds:
-            env_id = f"{task}-{kind}-v0"
-            for algo in args.algos:
-                for seed in args.seeds:
-                    if args.report_only or (env_id, algo, seed) in done:
-                        continue
-                    run = train_run(args, env_id, dataset_size(args, kind), algo, seed)
-                    payload["runs"].append(run)
-                    report(args, payload)
-                    write_results(args.name, payload)  # after every run: a rerun resumes from here
-                    last = run["eval_history"][-1]["normalized_score"]
-                    print(f"{env_id} {algo} seed {seed}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
+    if not args.report_only:
+        train_missing_runs(args, payload)
     print(report(args, payload))
     write_results(args.name, payload)
 

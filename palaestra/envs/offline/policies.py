@@ -9,6 +9,7 @@ rescaled from ``[-1, 1]`` to the action bounds; ``log sigma`` is clipped to ``[-
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from importlib import resources
@@ -154,11 +155,13 @@ def behaviour_manifest() -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+@functools.lru_cache
 def behaviour_fingerprint(task: str, kind: str) -> str:
     """SHA-256 of the shipped files that ``task``'s ``kind`` dataset is generated from (none for ``random``).
 
     Recorded in every generated dataset, so that data generated from other behaviour policies (an older
-    palaestra) are recognised instead of being mixed with the installed policies' data.
+    palaestra) are recognised instead of being mixed with the installed policies' data. Computed once per
+    process: the shipped files do not change while it runs.
 
     Raises:
         ValueError: If ``kind`` is unknown.
