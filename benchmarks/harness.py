@@ -126,17 +126,28 @@ def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULT
 
 
 def load_resumable(name: str, args: dict[str, Any], fresh: bool = False, results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
-    """The saved payload of ``name`` when it was made with the same ``args`` (and not ``fresh``), else ``{"args": args}``.
+    """The saved payload of ``name`` to resume from, or ``{"args": args}`` when there is none or ``fresh``.
 
     A benchmark that writes its payload after every run and starts from this picks up where an interrupted
-    invocation stopped; changed settings start over.
+    invocation stopped.
+
+    Raises:
+        SystemExit: If the saved runs were made with other settings and ``fresh`` is not set (resuming would
+            mix them; starting over would overwrite them).
     """
     path = results_dir / f"{name}.json"
-    if not fresh and path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("args") == args:
-            return saved
-    return {"args": args}
+    if fresh or not path.exists():
+        return {"args": args}
+    saved = json.loads(path.read_text())
+    if saved.get("args") != args:
+        old = saved.get("args") or {}
+        changed = sorted(key for key in set(old) | set(args) if old.get(key) != args.get(key))
+        details = ", ".join(f"{key}: saved {old.get(key)!r}, now {args.get(key)!r}" for key in changed)
+        raise SystemExit(
+            f"{path} holds runs made with other settings ({details}); rerun with the saved settings to resume, "
+            "or pass --fresh to replace them"
+        )
+    return saved
 
 
 def train_with_evaluations(agent: Any, env: Any, steps: int, eval_every: int, n_episodes: int) -> dict[str, Any]:

@@ -62,7 +62,9 @@ def test_load_resumable_continues_only_runs_made_with_the_same_settings(tmp_path
     assert harness.load_resumable("bench", settings, results_dir=tmp_path)["runs"] == [1]
     assert harness.load_resumable("bench", settings, fresh=True, results_dir=tmp_path) == {"args": settings}
     changed = {**settings, "steps": 20}
-    assert harness.load_resumable("bench", changed, results_dir=tmp_path) == {"args": changed}
+    with pytest.raises(SystemExit, match=r"other settings \(steps: saved 10, now 20\).*--fresh"):
+        harness.load_resumable("bench", changed, results_dir=tmp_path)
+    assert harness.load_resumable("bench", changed, fresh=True, results_dir=tmp_path) == {"args": changed}
 
 
 def test_compare_means_needs_disjoint_confidence_intervals():
