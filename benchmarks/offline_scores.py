@@ -8,7 +8,8 @@ comparable with each other, not with the D4RL tables, even though hopper/halfche
 reference returns. Every run evaluates its deterministic policy every ``--eval-freq`` gradient steps
 (``--eval-episodes`` episodes); the table reports the last evaluation, mean over seeds with a 95% bootstrap CI.
 Results are written after every run, and a rerun with the same settings skips the runs already in the file
-(``--fresh`` starts over), so the long MuJoCo table can be built over several sittings. The table and the
+(``--fresh`` starts over), so the long MuJoCo table can be built over several sittings. ``--jobs N`` trains N
+runs at a time, one process and one torch thread each (on a 16-core machine, ``--full --jobs 16``). The table and the
 curves are rewritten after every run from the runs finished so far (the seed count is in the table);
 ``--report-only`` rewrites them without training. "data" is the mean normalised return of the dataset's own
 episodes.
@@ -17,12 +18,17 @@ episodes.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.harness import (
+    README,
     RESULTS_DIR,
     load_resumable,
     machine_info,
@@ -49,7 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--section", default="Offline agents: scores", help="section of benchmarks/README.md")
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the results file")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the results file")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time, one process each")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.full:
         args.tasks, args.steps, args.eval_freq, args.eval_episodes = ["hopper", "halfcheetah", "walker2d"], 1_000_000, 5000, 10
     return args
@@ -92,7 +101,7 @@ def dataset_score(env_id: str, size: int | None) -> float:
     return 100.0 * float(np.mean(env.get_normalized_score(returns)))
 
 
-def report(args: argparse.Namespace, payload: dict[str, Any]) -> str:
+def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README) -> str:
     """Write the table (README section) and the curves of the runs finished so far; return the section body."""
     from palaestra.evaluation import bootstrap_ci
 
@@ -115,7 +124,7 @@ def report(args: argparse.Namespace, payload: dict[str, Any]) -> str:
                              f"[{low:.1f}, {high:.1f}]", f"{histories.max():.1f}"])  # fmt: skip
                 steps = np.asarray([entry["step"] for entry in finished[0]["eval_history"]])
                 curves[f"{env_id} {algo}"] = (steps, histories)
-    png = RESULTS_DIR / f"{args.name}.png"
+    png = results_dir / f"{args.name}.png"
     if curves:
         plot_learning_curves(curves, png, xlabel="gradient steps", ylabel="D4RL-normalised score", title="TD3+BC and IQL")
     sizes = (
@@ -132,42 +141,73 @@ def report(args: argparse.Namespace, payload: dict[str, Any]) -> str:
         f"Curves: `benchmarks/results/{png.name}`.\n\n"
         + markdown_table(["dataset", "data", "agent", "seeds", "last score", "95% CI", "best eval (any seed)"], rows)
     )
-    render_readme_section(args.section, body)
+    render_readme_section(args.section, body, readme)
     return body
 
 
-def train_missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> None:
-    """Train every (dataset, algorithm, seed) run not yet in ``payload``, saving and reporting after each."""
+def missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> list[tuple[str, int | None, str, int]]:
+    """The ``(env id, dataset size, algorithm, seed)`` runs not yet in ``payload``, in table order."""
     done = {(run["env_id"], run["algo"], run["seed"]) for run in payload["runs"]}
-    for task in args.tasks:
-        for kind in args.kinds:
-            env_id = f"{task}-{kind}-v0"
-            for algo in args.algos:
-                for seed in (seed for seed in args.seeds if (env_id, algo, seed) not in done):
-                    run = train_run(args, env_id, dataset_size(args, kind), algo, seed)
-                    payload["runs"].append(run)
-                    report(args, payload)
-                    write_results(args.name, payload)  # after every run: a rerun resumes from here
-                    last = run["eval_history"][-1]["normalized_score"]
-                    print(f"{env_id} {algo} seed {seed}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
+    return [
+        (f"{task}-{kind}-v0", dataset_size(args, kind), algo, seed)
+        for task in args.tasks
+        for kind in args.kinds
+        for algo in args.algos
+        for seed in args.seeds
+        if (f"{task}-{kind}-v0", algo, seed) not in done
+    ]
 
 
-def main(argv: list[str] | None = None) -> None:
+def _init_worker() -> None:
+    import torch
+
+    import palaestra  # noqa: F401  (registers the offline ids)
+
+    torch.set_num_threads(1)
+
+
+def finished_runs(args: argparse.Namespace, todo: list[tuple[str, int | None, str, int]]) -> Iterator[dict[str, Any]]:
+    """Train ``todo`` and yield each run's record as it finishes (``args.jobs`` processes at a time)."""
+    if args.jobs == 1:
+        yield from (train_run(args, *run) for run in todo)
+        return
+    import gymnasium as gym
+
+    for env_id, size in dict.fromkeys((env_id, size) for env_id, size, _, _ in todo):
+        gym.make(env_id, dataset_size=size).get_dataset()  # generate missing data here, not in racing workers
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker) as pool:
+        yield from (future.result() for future in as_completed(pool.submit(train_run, args, *run) for run in todo))
+
+
+def train_missing_runs(
+    args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README
+) -> None:
+    """Train every (dataset, algorithm, seed) run not yet in ``payload``, saving and reporting after each."""
+    for run in finished_runs(args, missing_runs(args, payload)):
+        payload["runs"].append(run)
+        report(args, payload, results_dir, readme)
+        write_results(args.name, payload, results_dir)  # after every run: a rerun resumes from here
+        last = run["eval_history"][-1]["normalized_score"]
+        print(f"{run['env_id']} {run['algo']} seed {run['seed']}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
+
+
+def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme: Path = README) -> None:
     args = parse_args(argv)
     import torch
 
     import palaestra  # noqa: F401  (registers the offline ids)
 
     torch.set_num_threads(1)
-    config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only")}
-    payload = {"runs": [], **load_resumable(args.name, config, args.fresh)}
+    config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs")}
+    payload = {"runs": [], **load_resumable(args.name, config, args.fresh, results_dir)}
     if args.report_only and not payload["runs"]:
-        raise SystemExit(f"benchmarks/results/{args.name}.json holds no finished runs made with these settings")
+        raise SystemExit(f"{results_dir / args.name}.json holds no finished runs made with these settings")
     payload["machine"] = machine_info(torch_threads=1)
     if not args.report_only:
-        train_missing_runs(args, payload)
-    print(report(args, payload))
-    write_results(args.name, payload)
+        train_missing_runs(args, payload, results_dir, readme)
+    print(report(args, payload, results_dir, readme))
+    write_results(args.name, payload, results_dir)
 
 
 if __name__ == "__main__":
