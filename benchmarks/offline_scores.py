@@ -176,8 +176,11 @@ def finished_runs(args: argparse.Namespace, todo: list[tuple[str, int | None, st
     for env_id, size in dict.fromkeys((env_id, size) for env_id, size, _, _ in todo):
         gym.make(env_id, dataset_size=size).get_dataset()  # generate missing data here, not in racing workers
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker) as pool:
-        yield from (future.result() for future in as_completed(pool.submit(train_run, args, *run) for run in todo))
+    pool = ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker)
+    try:
+        yield from (future.result() for future in as_completed([pool.submit(train_run, args, *run) for run in todo]))
+    finally:
+        pool.shutdown(cancel_futures=True)  # after a failed run, train nothing more
 
 
 def train_missing_runs(
