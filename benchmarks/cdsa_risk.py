@@ -4,8 +4,9 @@ The claim (Liu, Yang & Li 2024): a score-based correction applied at acting time
 policy raises its mean return and, above all, the low tail of the return distribution (a more risk-averse
 policy), in particular when the policy meets states or actions outside its data. This script pretrains
 TD3+BC and IQL on ``pendulum-medium-v0`` (frozen afterwards), fits CDSA's score model on the same data and
-evaluates each policy with and without the correction for 100 episodes on the clean env and with Gaussian
-observation noise (``sigma = 0.1``), reporting the normalised score (x100), VaR_10% and CVaR_10% of the
+evaluates each policy with and without the correction for 100 episodes on the clean env, with Gaussian
+observation noise (``sigma = 0.1``) and from perturbed starts (initial angular speed up to the maximum, 8,
+instead of 1), reporting the normalised score (x100), VaR_10% and CVaR_10% of the
 returns and the mean size of the correction, for several pretraining seeds (resumable: a rerun skips the
 seeds already in the results file), with CDSA's gains paired by seed. CDSA's recipe here is palaestra's
 reconstruction (the paper published no code). Run: ``python -m benchmarks.cdsa_risk``.
@@ -18,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,30 @@ class ObservationNoise(gym.ObservationWrapper):
         return (observation + self.sigma * self.rng.standard_normal(observation.shape)).astype(np.float32)
 
 
+class PerturbedStarts(gym.Wrapper):
+    """Starts every episode with the given reset options (for pendulum: a wider initial-state range)."""
+
+    def __init__(self, env: gym.Env, **start_options: float) -> None:
+        super().__init__(env)
+        self.start_options = start_options
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """The wrapped env's reset with the start options (explicit ``options`` take precedence)."""
+        return self.env.reset(seed=seed, options={**self.start_options, **(options or {})})
+
+
+def conditions(env: gym.Env, seed: int) -> dict[str, Callable[[], gym.Env]]:
+    """The evaluation conditions (clean, observation noise, perturbed starts), each as an env factory.
+
+    A fresh noise stream per evaluation gives the policy with and without CDSA the same noise.
+    """
+    return {
+        "clean": lambda: env,
+        "observation noise 0.1": lambda: ObservationNoise(env, 0.1, seed + 7),
+        "perturbed starts": lambda: PerturbedStarts(env, y_init=8.0),
+    }
+
+
 class CorrectionSize:
     """Wraps a CDSA policy and records ``||a - a0||`` of each call."""
 
@@ -91,9 +117,8 @@ def evaluate_seed(args: argparse.Namespace, seed: int, env: gym.Env) -> tuple[li
     score_model = DatasetScoreModel.from_dataset(env.get_dataset(), env, hidden_sizes=(128, 128, 128))
     score_model.fit(steps=args.score_steps, batch_size=512, seed=seed)
     timings["score model fit s"] = time.perf_counter() - started
-    conditions = {"clean": lambda: env, "observation noise 0.1": lambda: ObservationNoise(env, 0.1, seed + 7)}
     results = []
-    for condition, make in conditions.items():
+    for condition, make in conditions(env, seed).items():
         for name, policy in policies.items():
             for corrected in (False, True):
                 wrapped = CorrectionSize(CDSA(policy, score_model, **KNOBS)) if corrected else policy
@@ -144,7 +169,8 @@ def render(payload: dict[str, Any]) -> None:
         f"`pendulum-medium-v0` with {a['dataset_size']} transitions; for each of seeds {a['seeds']}, TD3+BC and IQL "
         f"pretrained {a['agent_steps']} gradient steps (default hyperparameters) and frozen, and a CDSA score model "
         f"(3x128, {a['score_steps']} steps, batch 512) fitted; CDSA knobs {json.dumps(KNOBS)}. {a['episodes']} "
-        "evaluation episodes per row and seed (the same episode seeds with and without CDSA); VaR/CVaR over the "
+        "evaluation episodes per row and seed (the same episode seeds with and without CDSA); perturbed starts draw "
+        "the initial angular speed from [-8, 8] instead of [-1, 1]; VaR/CVaR over the "
         "episode returns, then averaged over seeds; gains are CDSA minus the bare policy, paired by seed, mean with "
         "a bootstrap 95% CI over seeds. CDSA here is a reconstruction of the paper's method. "
         f"{payload['machine']['cpu']}, 1 torch thread. Rerun: `python -m benchmarks.{NAME}`."
@@ -171,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MINARI_DATASETS_PATH", str(Path(tempfile.gettempdir()) / "palaestra-bench-minari"))
     env = gym.make("pendulum-medium-v0", dataset_size=args.dataset_size, progress=False)
     settings = {k: v for k, v in vars(args).items() if k not in ("fresh", "render_only")}
+    settings["conditions"] = list(conditions(env, 0))  # results lacking a condition are not resumed
     payload = {"results": [], "timings": {}, **load_resumable(NAME, settings, args.fresh)}
     payload.update(machine=machine_info(torch_threads=1), cdsa=KNOBS)
     for seed in args.seeds:
