@@ -93,6 +93,17 @@ def datasets(task: str, mixed_size: int) -> dict[str, tuple[gym.Env, dict[str, n
     return {REPLAY: (replay, None), "mixed 90% random + 10% expert": (random_env, mixed)}
 
 
+def rerun_command(settings: dict[str, Any]) -> str:
+    """The command line that reproduces (or resumes) a results file made with ``settings``."""
+    defaults = vars(parse_args([])) | {"width": default_width(settings.get("task", "pendulum"))}
+    options = [
+        f"--{key.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+        for key, value in settings.items()
+        if key in defaults and value != defaults[key]
+    ]
+    return " ".join(["python -m benchmarks.a2pr_vs_td3bc", *options])
+
+
 def render(payload: dict[str, Any]) -> None:
     """README table and learning-curve plots from a results payload (datasets with every run finished)."""
     a = payload["args"]
@@ -131,7 +142,7 @@ def render(payload: dict[str, Any]) -> None:
         f"Every network {a['width']}-{a['width']}; TD3+BC alpha 2.5; IQL expectile 0.7, beta 3, cosine actor schedule; "
         f"A2PR {presets}. The mixed "
         f"dataset has {a['mixed_size']} transitions. {payload['machine']['cpu']}, 1 torch thread. "
-        f"Plots: `results/{name}_*.png`. Rerun: `python -m benchmarks.a2pr_vs_td3bc --task {task}`."
+        f"Plots: `results/{name}_*.png`. Rerun: `{rerun_command(a)}`."
     )
     verdict = "; ".join(verdicts)
     render_readme_section(
@@ -139,8 +150,13 @@ def render(payload: dict[str, Any]) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run (or resume) the benchmark, or only re-render the README from saved results."""
+def default_width(task: str) -> int:
+    """Hidden width when ``--width`` is not given: 128 on pendulum (CPU-sized), the published 256 otherwise."""
+    return 128 if task == "pendulum" else 256
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (``--width`` is resolved from the task when not given)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--eval-every", type=int, default=2000)
@@ -153,12 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the results file")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args(argv)
+    args.width = args.width or default_width(args.task)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or resume) the benchmark, or only re-render the README from saved results."""
+    args = parse_args(argv)
     if args.render_only:
         render(json.loads((BENCH_DIR / "results" / f"{result_name(args.task)}.json").read_text()))
         return 0
     torch.set_num_threads(1)
     os.environ.setdefault("MINARI_DATASETS_PATH", str(Path(tempfile.gettempdir()) / "palaestra-bench-minari"))
-    args.width = args.width or (128 if args.task == "pendulum" else 256)
     name = result_name(args.task)
     settings = {k: v for k, v in vars(args).items() if k not in ("fresh", "render_only")}
     payload = {"results": {}, **load_resumable(name, settings, args.fresh)}
