@@ -158,7 +158,8 @@ def missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> list[tupl
     ]
 
 
-def _init_worker() -> None:
+def prepare_process() -> None:
+    """Register palaestra's offline ids and use one torch thread (the main process and every worker)."""
     import torch
 
     import palaestra  # noqa: F401  (registers the offline ids)
@@ -176,7 +177,7 @@ def finished_runs(args: argparse.Namespace, todo: list[tuple[str, int | None, st
     for env_id, size in dict.fromkeys((env_id, size) for env_id, size, _, _ in todo):
         gym.make(env_id, dataset_size=size).get_dataset()  # generate missing data here, not in racing workers
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_init_worker)
+    pool = ProcessPoolExecutor(args.jobs, mp_context=context, initializer=prepare_process)
     try:
         yield from (future.result() for future in as_completed([pool.submit(train_run, args, *run) for run in todo]))
     finally:
@@ -197,11 +198,7 @@ def train_missing_runs(
 
 def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme: Path = README) -> None:
     args = parse_args(argv)
-    import torch
-
-    import palaestra  # noqa: F401  (registers the offline ids)
-
-    torch.set_num_threads(1)
+    prepare_process()
     config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs")}
     payload = {"runs": [], **load_resumable(args.name, config, args.fresh, results_dir)}
     if args.report_only and not payload["runs"]:
