@@ -175,7 +175,7 @@ def finished_runs(args: argparse.Namespace, todo: list[tuple[str, int | None, st
     import gymnasium as gym
 
     for env_id, size in dict.fromkeys((env_id, size) for env_id, size, _, _ in todo):
-        gym.make(env_id, dataset_size=size).get_dataset()  # generate missing data here, not in racing workers
+        gym.make(env_id, dataset_size=size).get_minari_dataset()  # generate missing data here, not in racing workers
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(args.jobs, mp_context=context, initializer=prepare_process)
     try:
