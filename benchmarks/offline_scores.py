@@ -38,6 +38,9 @@ from benchmarks.harness import (
 )
 from benchmarks.plotting import plot_learning_curves
 
+#: Evaluations averaged per seed in the table's steadier column (fewer when a run has fewer).
+LATE_EVALUATIONS = 5
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
@@ -120,8 +123,9 @@ def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path 
                 histories = np.asarray([[entry["normalized_score"] for entry in run["eval_history"]] for run in finished])
                 finals = histories[:, -1]
                 low, high = bootstrap_ci(finals)
+                late = histories[:, -LATE_EVALUATIONS:].mean(axis=1)
                 rows.append([env_id, f"{data_scores[env_id]:.1f}", algo, str(len(finished)), f"{finals.mean():.1f}",
-                             f"[{low:.1f}, {high:.1f}]", f"{histories.max():.1f}"])  # fmt: skip
+                             f"[{low:.1f}, {high:.1f}]", f"{late.mean():.1f}", f"{histories.max():.1f}"])  # fmt: skip
                 steps = np.asarray([entry["step"] for entry in finished[0]["eval_history"]])
                 curves[f"{env_id} {algo}"] = (steps, histories)
     png = results_dir / f"{args.name}.png"
@@ -138,8 +142,22 @@ def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path 
         '(`python -m benchmarks.offline_scores`; `--full` reruns the 1M-step MuJoCo protocol). "data" is the mean '
         "normalised return of the dataset's own episodes. The data are palaestra's own, generated from its SAC "
         "behaviour policies, not D4RL's: compare these numbers with each other, not with the D4RL tables. "
+        f'"last {LATE_EVALUATIONS} mean" averages each seed\'s last {LATE_EVALUATIONS} evaluations, then the seeds: '
+        "steadier than one evaluation where the score jumps between checkpoints. "
         f"Curves: `benchmarks/results/{png.name}`.\n\n"
-        + markdown_table(["dataset", "data", "agent", "seeds", "last score", "95% CI", "best eval (any seed)"], rows)
+        + markdown_table(
+            [
+                "dataset",
+                "data",
+                "agent",
+                "seeds",
+                "last score",
+                "95% CI",
+                f"last {LATE_EVALUATIONS} mean",
+                "best eval (any seed)",
+            ],
+            rows,
+        )
     )
     render_readme_section(args.section, body, readme)
     return body

@@ -44,3 +44,23 @@ def test_other_settings_do_not_overwrite_saved_runs(dirs):
 def test_jobs_must_be_positive(dirs):
     with pytest.raises(SystemExit):
         offline_scores.main([*TINY, "--jobs", "0"], *dirs)
+
+
+def test_table_reports_the_last_evaluation_and_the_mean_of_the_last_five(dirs):
+    results_dir, readme = dirs
+    args = offline_scores.parse_args([*TINY, "--seeds", "0", "1"])
+
+    def run(seed, scores):
+        history = [{"step": 10.0 * (i + 1), "mean_return": 0.0, "normalized_score": s} for i, s in enumerate(scores)]
+        return {"env_id": "pendulum-medium-v0", "algo": "td3bc", "seed": seed, "eval_history": history}
+
+    # seed 0: last 5 = 50, 0, 50, 0, 50 -> 30; seed 1: last 5 = 10 x 5 -> 10; last evaluations 50 and 10
+    payload = {
+        "runs": [run(0, [99.0, 50.0, 0.0, 50.0, 0.0, 50.0]), run(1, [0.0, 10.0, 10.0, 10.0, 10.0, 10.0])],
+        "data_scores": {"pendulum-medium-v0": 12.0},
+    }
+    body = offline_scores.report(args, payload, results_dir, readme)
+    row = next(line for line in body.splitlines() if line.startswith("| pendulum-medium-v0"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:5] == ["pendulum-medium-v0", "12.0", "td3bc", "2", "30.0"]
+    assert cells[6:] == ["20.0", "99.0"]
