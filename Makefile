@@ -27,6 +27,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy palaestra
 
 test: lint
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -38,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.env_throughput
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

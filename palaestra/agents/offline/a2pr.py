@@ -254,7 +254,8 @@ class A2PR(TD3BC):
             next_actions = smoothed_target_action(
                 self.max_action * self.actor_target(next_obs), noise, c["noise_clip"], self.max_action
             )
-            target_q = td3bc_target(rewards, not_dones, *self.critic_target(next_obs, next_actions), self.gamma)
+            next_q1, next_q2 = self.critic_target(next_obs, next_actions)
+            target_q = td3bc_target(rewards, not_dones, next_q1, next_q2, self.gamma)
         q1, q2 = self.critic(obs, actions)
         critic_loss = td3bc_critic_loss(q1, q2, target_q)
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -263,7 +264,8 @@ class A2PR(TD3BC):
 
         # value: V(s) -> min(y, y'), y' through the updated critic (A2PR's V update)
         with torch.no_grad():
-            online_q = td3bc_target(rewards, not_dones, *self.critic(next_obs, next_actions), self.gamma)
+            online_q1, online_q2 = self.critic(next_obs, next_actions)
+            online_q = td3bc_target(rewards, not_dones, online_q1, online_q2, self.gamma)
         values = self.value(obs)
         value_loss = a2pr_value_loss(values, target_q, online_q)
         self.value_optimizer.zero_grad(set_to_none=True)

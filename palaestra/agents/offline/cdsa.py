@@ -91,6 +91,11 @@ class DatasetScoreModel(nn.Module):
         sigma_max: Largest training noise level.
     """
 
+    # buffers (saved with the weights)
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+    max_action: torch.Tensor
+
     def __init__(
         self,
         observation_space: gym.spaces.Box,
@@ -117,6 +122,8 @@ class DatasetScoreModel(nn.Module):
         self.state_score = ScoreNet(self.obs_dim, self.hidden_sizes)
         self.inverse_dynamics = mlp(2 * self.obs_dim, self.hidden_sizes, self.action_dim, nn.Tanh)
         self.forward_dynamics = mlp(self.obs_dim + self.action_dim, self.hidden_sizes, self.obs_dim)
+        self._data: dict[str, np.ndarray] | None = None  # the transitions from_dataset() was given
+        self.fit_kwargs: dict[str, Any] = {}  # fit() settings chosen on the command line (build_cdsa)
 
     @classmethod
     def from_dataset(cls, dataset: dict[str, np.ndarray], env: gym.Env | None = None, **kwargs: Any) -> DatasetScoreModel:
@@ -171,7 +178,7 @@ class DatasetScoreModel(nn.Module):
         """
         if steps < 1 or batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
-        data = qlearning_dataset(dataset) if dataset is not None else getattr(self, "_data", None)
+        data = qlearning_dataset(dataset) if dataset is not None else self._data
         if data is None:
             raise ValueError("no dataset to fit: build the model with from_dataset() or pass dataset=")
         from tqdm.auto import tqdm
@@ -208,7 +215,7 @@ class DatasetScoreModel(nn.Module):
 
     def learn(self, total_timesteps: int, callback: Any = None, progress_bar: bool = False) -> DatasetScoreModel:
         """:meth:`fit` for ``total_timesteps`` gradient steps with the settings in ``self.fit_kwargs``."""
-        history = self.fit(steps=total_timesteps, progress_bar=progress_bar, **getattr(self, "fit_kwargs", {}))
+        history = self.fit(steps=total_timesteps, progress_bar=progress_bar, **self.fit_kwargs)
         logger = getattr(self, "_logger", None)
         if logger is not None:
             for entry in history:

@@ -296,8 +296,8 @@ def policy_log_prob(policy: Any) -> Callable[[torch.Tensor, torch.Tensor], torch
     A Gaussian actor (IQL's ``actor.distribution``) gives its own ``log pi(a / max_action | s)``; a deterministic
     actor (TD3+BC) is read as ``N(mu(s), I)`` (:func:`deterministic_policy_log_prob`), as the authors do.
     """
-    actor = getattr(policy, "actor", None)
-    if not callable(getattr(actor, "distribution", None)):
+    distribution = getattr(getattr(policy, "actor", None), "distribution", None)
+    if not callable(distribution):
         return deterministic_policy_log_prob(policy)
     mean, std = torch.as_tensor(policy.obs_mean), torch.as_tensor(policy.obs_std)
     max_action = torch.as_tensor(policy.max_action)
@@ -305,7 +305,7 @@ def policy_log_prob(policy: Any) -> Callable[[torch.Tensor, torch.Tensor], torch
     def log_prob(observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         flat = (observations.reshape(-1, observations.shape[-1]) - mean) / std
         scaled = (actions / max_action).reshape(-1, actions.shape[-1])
-        return actor.distribution(flat).log_prob(scaled).sum(-1).reshape(actions.shape[:-1])
+        return distribution(flat).log_prob(scaled).sum(-1).reshape(actions.shape[:-1])
 
     return log_prob
 
@@ -326,6 +326,12 @@ class TrajectoryDiffusion(nn.Module):
         p_mean: Mean of ``ln sigma`` in training.
         p_std: Standard deviation of ``ln sigma`` in training.
     """
+
+    # buffers (saved with the weights)
+    max_action: torch.Tensor
+    channel_mean: torch.Tensor
+    channel_std: torch.Tensor
+    fitted: torch.Tensor
 
     def __init__(
         self,
@@ -546,6 +552,12 @@ class EnsembleWorldModel(nn.Module):
         hidden_sizes: Hidden widths of each member.
     """
 
+    # buffers: input and target normalisation, set by fit()
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+    out_mean: torch.Tensor
+    out_std: torch.Tensor
+
     def __init__(self, obs_dim: int, action_dim: int, members: int = 5, hidden_sizes: tuple[int, ...] = (128, 128)) -> None:
         super().__init__()
         self.obs_dim, self.action_dim = obs_dim, action_dim
@@ -675,7 +687,7 @@ class _PolicyGuidedData(OfflineAgent):
         for name in ("regenerate_every", "pool_windows", "sampling_steps"):
             if c[name] < 1:
                 raise ValueError(f"{name} must be >= 1, got {c[name]}")
-        super()._build()
+        super()._build()  # type: ignore[safe-super]  # a mixin: the base agent (TD3BC, IQL) follows in the MRO
         self.diffusion = TrajectoryDiffusion(
             self.obs_dim, self.action_dim, self.max_action.cpu().numpy(), c["horizon"], c["features"], c["levels"]
         ).to(self.device)
@@ -683,7 +695,7 @@ class _PolicyGuidedData(OfflineAgent):
         self._pool_generations = 0
 
     def _modules(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
-        return {**super()._modules(), "diffusion": self.diffusion}
+        return {**super()._modules(), "diffusion": self.diffusion}  # type: ignore[safe-super]  # as in _build
 
     def _set_data(self, data: dict[str, np.ndarray], raw: dict[str, np.ndarray]) -> None:
         super()._set_data(data, raw)

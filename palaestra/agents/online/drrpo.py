@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -118,6 +119,20 @@ def mirror_descent_logits(logits: np.ndarray, q_weights: np.ndarray, eta: float,
     return (logits + eta * q_weights) / (1.0 + eta / beta)
 
 
+def feature_map(env: gym.Env) -> Callable[[Any, int], np.ndarray]:
+    """The env's linear-MDP feature map ``phi(observation, action)``.
+
+    Raises:
+        TypeError: If the (unwrapped) env has no callable ``phi``.
+    """
+    phi = getattr(env.unwrapped, "phi", None)
+    if not callable(phi):
+        raise TypeError(
+            f"DR-RPO needs the env's feature map, but {type(env.unwrapped).__name__} has no phi(observation, action) method"
+        )
+    return phi
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax."""
     shifted = logits - logits.max(axis=axis, keepdims=True)
@@ -197,17 +212,13 @@ class DRRPO(EpisodicAgent):
         self.n_alpha, self.log_interval = int(n_alpha), log_interval
         if self.env is not None:
             base = self.env.unwrapped
-            if not callable(getattr(base, "phi", None)):
-                raise TypeError(
-                    f"DR-RPO needs the env's feature map, but {type(base).__name__} has no phi(observation, action) method"
-                )
+            self._phi = feature_map(self.env)
             if not isinstance(self.action_space, spaces.Discrete):
                 raise TypeError(f"DR-RPO needs a Discrete action space, got {self.action_space}")
             self.horizon = env_horizon(self.env, horizon)
             self.v_max = float(v_max if v_max is not None else getattr(base, "max_return", self.horizon))
             self.feature_env_id = feature_env_id or (self.env.spec.id if self.env.spec is not None else None)
             self.feature_env_kwargs = dict(feature_env_kwargs or (self.env.spec.kwargs if self.env.spec is not None else {}))
-            self._phi = base.phi
             self.n_actions = int(self.action_space.n)
             self._setup_model(int(np.asarray(self._phi(self._reset_env(), 0)).shape[0]))
             self._needs_seeded_reset = True  # the probe reset above must not consume the seeded one
@@ -336,7 +347,7 @@ class DRRPO(EpisodicAgent):
             return values
         live = [i for i, f in enumerate(next_features) if f is not None]
         if live:
-            stacked = np.stack([next_features[i] for i in live])  # (n, A, d)
+            stacked = np.stack([f for f in next_features if f is not None])  # (n, A, d), in the order of live
             q = stacked @ weights
             cap = min(self.v_max, (self.horizon - h) * self._max_reward)
             values[live] = np.clip(regularised_values(q, stacked @ self.logits[h], self.beta), 0.0, cap)
@@ -397,11 +408,7 @@ class DRRPO(EpisodicAgent):
     def set_env(self, env: gym.Env) -> None:
         """Attach an env (with ``phi`` and the same spaces) to act or continue training in."""
         super().set_env(env)
-        if not callable(getattr(env.unwrapped, "phi", None)):
-            raise TypeError(
-                f"DR-RPO needs the env's feature map, but {type(env.unwrapped).__name__} has no phi(observation, action)"
-            )
-        self._phi = env.unwrapped.phi
+        self._phi = feature_map(env)
 
 
 def build_drrpo(env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: dict[str, Any]) -> DRRPO:

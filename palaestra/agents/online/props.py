@@ -47,6 +47,7 @@ from stable_baselines3.common.distributions import (
     Distribution,
     kl_divergence,
 )
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BaseModel, BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
@@ -115,18 +116,22 @@ def sampling_error(policy: ActorCriticPolicy, observations: th.Tensor, actions: 
         latent = policy.mlp_extractor.forward_actor(features)  # frozen hidden layers
         target_log_prob = policy.get_distribution(observations).log_prob(actions)
     head = copy.deepcopy(policy.action_net)
-    parameters = list(head.parameters())
-    log_std = None
-    if isinstance(action_dist, DiagGaussianDistribution):
+    parameters: list[th.Tensor] = list(head.parameters())
+    empirical = copy.copy(action_dist)
+    if isinstance(empirical, DiagGaussianDistribution):
         log_std = policy.log_std.detach().clone().requires_grad_(True)
         parameters.append(log_std)
-    empirical = copy.copy(action_dist)
+        gaussian = empirical
 
-    def log_likelihood() -> th.Tensor:
-        if log_std is None:
-            return empirical.proba_distribution(action_logits=head(latent)).log_prob(actions)
-        # The log-std range of SB3's SAC keeps the fit finite when an action dimension is (nearly) constant in D.
-        return empirical.proba_distribution(head(latent), th.clamp(log_std, -20.0, 2.0)).log_prob(actions)
+        def log_likelihood() -> th.Tensor:
+            # The log-std range of SB3's SAC keeps the fit finite when an action dimension is (nearly) constant in D.
+            return gaussian.proba_distribution(head(latent), th.clamp(log_std, -20.0, 2.0)).log_prob(actions)
+
+    else:
+        categorical = empirical
+
+        def log_likelihood() -> th.Tensor:
+            return categorical.proba_distribution(action_logits=head(latent)).log_prob(actions)
 
     optimizer = th.optim.LBFGS(parameters, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -428,7 +433,7 @@ class PROPS(PPO):
         if len(observations) == 0:
             return
         stats = self.fit_behavior(
-            obs_as_tensor(observations, self.device), _flat_actions(actions, self.action_space, self.device)
+            th.as_tensor(observations, device=self.device), _flat_actions(actions, self.action_space, self.device)
         )
         for key, value in stats.items():
             self.logger.record(f"train/behavior_{key}", value)
@@ -565,7 +570,7 @@ class PROPS(PPO):
                 "train/sampling_error",
                 sampling_error(
                     self.policy,
-                    obs_as_tensor(observations, self.device),
+                    th.as_tensor(observations, device=self.device),
                     _flat_actions(actions, self.action_space, self.device),
                 ),
             )
@@ -676,19 +681,26 @@ class SamplingErrorCallback(BaseCallback):
         self.max_iter = max_iter
         self.history: list[tuple[int, float]] = []
 
+    def _init_callback(self) -> None:
+        if not isinstance(self.model, OnPolicyAlgorithm):
+            raise TypeError(
+                f"SamplingErrorCallback needs an on-policy algorithm (PPO, A2C, PROPS), got {type(self.model).__name__}"
+            )
+        self._on_policy_model = self.model
+
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        buffer = self.model.rollout_buffer
+        model = self._on_policy_model
+        buffer = model.rollout_buffer
         size = buffer.pos if isinstance(buffer, RollingRolloutBuffer) else buffer.buffer_size
         observations = buffer.observations[:size].reshape(-1, *buffer.obs_shape)
         actions = buffer.actions[:size].reshape(-1, buffer.action_dim)
-        device = self.model.device
         value = sampling_error(
-            self.model.policy,  # type: ignore[arg-type]
-            obs_as_tensor(observations, device),
-            _flat_actions(actions, self.model.action_space, device),
+            model.policy,
+            th.as_tensor(observations, device=model.device),
+            _flat_actions(actions, model.action_space, model.device),
             max_iter=self.max_iter,
         )
         self.history.append((self.model.num_timesteps, value))

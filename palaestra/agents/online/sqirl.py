@@ -123,7 +123,7 @@ class QNetwork(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, planning_depth * n_actions))
         self.net = nn.Sequential(*layers)
-        self.n_actions, self.planning_depth = n_actions, planning_depth
+        self.n_inputs, self.n_actions, self.planning_depth = n_inputs, n_actions, planning_depth
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Q-values of shape ``(batch, k, A)``."""
@@ -429,7 +429,7 @@ class SQIRL(EpisodicAgent):
             latest = greedy_actions(self.q_table[-1], self.visited)
             self.frozen_actions = np.vstack([self.frozen_actions, latest[None]])
         else:
-            frozen = QNetwork(self.q_net.net[0].in_features, self.n_actions, self.planning_depth, self.net_arch)
+            frozen = QNetwork(self.q_net.n_inputs, self.n_actions, self.planning_depth, self.net_arch)
             frozen.load_state_dict(self.q_net.state_dict())
             frozen.requires_grad_(False)
             self.frozen_nets.append(frozen)
@@ -489,7 +489,7 @@ class SQIRL(EpisodicAgent):
         else:
             self.q_net.load_state_dict(state["q_net"])
             for weights in state["frozen"]:
-                frozen = QNetwork(self.q_net.net[0].in_features, self.n_actions, self.planning_depth, self.net_arch)
+                frozen = QNetwork(self.q_net.n_inputs, self.n_actions, self.planning_depth, self.net_arch)
                 frozen.load_state_dict(weights)
                 frozen.requires_grad_(False)
                 self.frozen_nets.append(frozen)

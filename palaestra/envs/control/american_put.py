@@ -7,7 +7,7 @@ whether a policy trained under one drift stays good under another.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -67,7 +67,7 @@ class AmericanPutOptionEnv(gym.Env[np.ndarray, np.int64]):
     * v0: Initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012  (gymnasium.Env declares it as a plain attribute)
     up: float = 1.02
     down: float = 0.98
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -211,7 +211,8 @@ def _build(
     base[lava_state, :, lava_state] = 1.0
     terminal = np.zeros(n_base, dtype=bool)
     terminal[[goal_state, lava_state]] = True
-    start_cell = tuple(int(v) for v in np.argwhere(grid == "S")[0])
+    start_row, start_column = (int(v) for v in np.argwhere(grid == "S")[0])
+    start_cell = (start_row, start_column)
 
     transitions, aug_terminal = sticky_augment(base, terminal, sticky_probability)
     width = n_actions + 1
@@ -408,7 +409,7 @@ class TabularGridworldEnv(gym.Env[np.int64, np.int64]):
     * v0: Initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012  (gymnasium.Env declares it as a plain attribute)
 
     def __init__(
         self,

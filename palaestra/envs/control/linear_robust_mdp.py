@@ -8,7 +8,7 @@ that a robust policy degrades less than a non-robust one when the transition ker
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -68,7 +68,7 @@ class LinearRobustMDPEnv(gym.Env[np.int64, np.int64]):
     * v0: Initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012  (gymnasium.Env declares it as a plain attribute)
     horizon: int = HORIZON
     max_reward: float = 1.0
     max_return: float = float(HORIZON)

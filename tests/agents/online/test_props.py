@@ -206,6 +206,14 @@ def test_works_with_sb3_callbacks_and_evaluate_policy(tmp_path):
     assert isinstance(model, Agent)
 
 
+def test_sampling_error_callback_refuses_an_off_policy_algorithm():
+    from stable_baselines3 import SAC
+
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=0, buffer_size=100, seed=0)
+    with pytest.raises(TypeError, match=r"needs an on-policy algorithm .* got SAC"):
+        model.learn(2, callback=SamplingErrorCallback())
+
+
 def test_save_load_round_trip(tmp_path):
     model = PROPS("MlpPolicy", "CartPole-v1", seed=0, buffer_batches=3, props_kl_coef=0.2, **SMALL)
     model.learn(128)
