@@ -142,7 +142,8 @@ def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path 
         '(`python -m benchmarks.offline_scores`; `--full` reruns the 1M-step MuJoCo protocol). "data" is the mean '
         "normalised return of the dataset's own episodes. The data are palaestra's own, generated from its SAC "
         "behaviour policies, not D4RL's: compare these numbers with each other, not with the D4RL tables. "
-        f'"last {LATE_EVALUATIONS} mean" averages each seed\'s last {LATE_EVALUATIONS} evaluations, then the seeds: '
+        f'"last {LATE_EVALUATIONS} mean" averages each seed\'s last {LATE_EVALUATIONS} evaluations (all of them when a run '
+        "has fewer), then the seeds: "
         "steadier than one evaluation where the score jumps between checkpoints. "
         f"Curves: `benchmarks/results/{png.name}`.\n\n"
         + markdown_table(

@@ -397,7 +397,7 @@ class DRRPO(EpisodicAgent):
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         if self.feature_env_id is None:
             raise ValueError("this checkpoint does not name the env whose phi it needs; pass env= to load()")
-        self._phi = gym.make(self.feature_env_id, **self.feature_env_kwargs).unwrapped.phi  # type: ignore[attr-defined]
+        self._phi = feature_map(gym.make(self.feature_env_id, **self.feature_env_kwargs))
         self.n_actions = int(self.action_space.n)  # type: ignore[attr-defined]
         self._setup_model(int(state["logits"].shape[1]))
         self.logits = state["logits"].numpy()

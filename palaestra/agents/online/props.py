@@ -674,6 +674,9 @@ class SamplingErrorCallback(BaseCallback):
 
     Works for SB3's PPO/A2C (the buffer is the last batch) and for :class:`PROPS` (the whole b-batch buffer). The
     values are logged as ``rollout/sampling_error`` and kept in :attr:`history` as ``(num_timesteps, value)``.
+
+    Raises:
+        TypeError: At the start of ``learn`` when the algorithm is not on-policy (it has no rollout buffer).
     """
 
     def __init__(self, max_iter: int = 100, verbose: int = 0) -> None:
