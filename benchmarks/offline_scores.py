@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme:
     payload = {"runs": [], **load_resumable(args.name, config, args.fresh, results_dir)}
     if args.report_only and not payload["runs"]:
         raise SystemExit(f"{results_dir / args.name}.json holds no finished runs made with these settings")
-    payload["machine"] = machine_info(torch_threads=1)
-    if not args.report_only:
+    if not args.report_only:  # a report leaves the record of the machine that trained the runs as it is
+        payload["machine"] = machine_info(torch_threads=1)
         train_missing_runs(args, payload, results_dir, readme)
     print(report(args, payload, results_dir, readme))
     write_results(args.name, payload, results_dir)

@@ -41,6 +41,16 @@ def test_other_settings_do_not_overwrite_saved_runs(dirs):
     assert (results_dir / "scores.json").read_text() == saved
 
 
+def test_report_only_rewrites_the_table_but_not_the_results(dirs):
+    results_dir, readme = dirs
+    offline_scores.main([*TINY, "--seeds", "0"], results_dir, readme)
+    saved = (results_dir / "scores.json").read_text()
+    readme.write_text("# Benchmarks\n")
+    offline_scores.main([*TINY, "--seeds", "0", "--report-only"], results_dir, readme)
+    assert (results_dir / "scores.json").read_text() == saved
+    assert "| pendulum-medium-v0 |" in readme.read_text()
+
+
 def test_jobs_must_be_positive(dirs):
     with pytest.raises(SystemExit):
         offline_scores.main([*TINY, "--jobs", "0"], *dirs)
