@@ -706,5 +706,5 @@ class SamplingErrorCallback(BaseCallback):
             _flat_actions(actions, model.action_space, model.device),
             max_iter=self.max_iter,
         )
-        self.history.append((self.model.num_timesteps, value))
+        self.history.append((model.num_timesteps, value))
         self.logger.record("rollout/sampling_error", value)
