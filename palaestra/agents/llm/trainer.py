@@ -367,7 +367,8 @@ class MultiTurnAgent:
         stop = StopChecker(self.tokenizer)
         ids = prompt_ids(self.tokenizer, observation)
         episode = Episode(ids=ids, turn_index=[-1] * len(ids), observations=[observation], infos=[info])
-        vocabulary = [w for w in self.tokenizer.get_vocab() if w.isalpha()] or ["x"]
+        # get_vocab() is a hash map whose order changes between processes: sort it so that a seed reproduces the run
+        vocabulary = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha()) or ["x"]
         turn = 0
         while not episode.done:
             expert = _expert_action(info)
