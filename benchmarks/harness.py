@@ -13,7 +13,7 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -125,11 +125,18 @@ def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULT
     return path
 
 
-def load_resumable(name: str, args: dict[str, Any], fresh: bool = False, results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+def load_resumable(
+    name: str,
+    args: dict[str, Any],
+    fresh: bool = False,
+    results_dir: Path = RESULTS_DIR,
+    selection: Collection[str] = (),
+) -> dict[str, Any]:
     """The saved payload of ``name`` to resume from, or ``{"args": args}`` when there is none or ``fresh``.
 
     A benchmark that writes its payload after every run and starts from this picks up where an interrupted
-    invocation stopped.
+    invocation stopped. The ``selection`` keys of ``args`` only choose which runs to make (tasks, seeds): they may
+    differ from the saved ones, so a table grows by a seed without starting over, and the saved value is updated.
 
     Raises:
         SystemExit: If the saved runs were made with other settings and ``fresh`` is not set (resuming would
@@ -139,14 +146,15 @@ def load_resumable(name: str, args: dict[str, Any], fresh: bool = False, results
     if fresh or not path.exists():
         return {"args": args}
     saved = json.loads(path.read_text())
-    if saved.get("args") != args:
-        old = saved.get("args") or {}
-        changed = sorted(key for key in set(old) | set(args) if old.get(key) != args.get(key))
+    old = saved.get("args") or {}
+    changed = sorted(key for key in set(old) | set(args) if key not in selection and old.get(key) != args.get(key))
+    if changed:
         details = ", ".join(f"{key}: saved {old.get(key)!r}, now {args.get(key)!r}" for key in changed)
         raise SystemExit(
             f"{path} holds runs made with other settings ({details}); rerun with the saved settings to resume, "
             "or pass --fresh to replace them"
         )
+    saved["args"] = {**old, **{key: args[key] for key in selection if key in args}}
     return saved
 
 

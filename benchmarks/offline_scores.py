@@ -8,7 +8,8 @@ comparable with each other, not with the D4RL tables, even though hopper/halfche
 reference returns. Every run evaluates its deterministic policy every ``--eval-freq`` gradient steps
 (``--eval-episodes`` episodes); the table reports the last evaluation, mean over seeds with a 95% bootstrap CI.
 Results are written after every run, and a rerun with the same settings skips the runs already in the file
-(``--fresh`` starts over), so the long MuJoCo table can be built over several sittings. ``--jobs N`` trains N
+(``--fresh`` starts over), so the long MuJoCo table can be built over several sittings; ``--tasks``, ``--kinds``,
+``--algos`` and ``--seeds`` only choose runs, so ``--seeds 3 4`` adds two seeds to the same file. ``--jobs N`` trains N
 runs at a time, one process and one torch thread each (on a 16-core machine, ``--full --jobs 16``). The table and the
 curves are rewritten after every run from the runs finished so far (the seed count is in the table);
 ``--report-only`` rewrites them without training. "data" is the mean normalised return of the dataset's own
@@ -40,6 +41,8 @@ from benchmarks.plotting import plot_learning_curves
 
 #: Evaluations averaged per seed in the table's steadier column (fewer when a run has fewer).
 LATE_EVALUATIONS = 5
+#: Options that only choose which runs to make: a rerun with other values resumes the same file.
+RUN_SELECTION = ("tasks", "kinds", "algos", "seeds")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme:
     args = parse_args(argv)
     prepare_process()
     config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs")}
-    payload = {"runs": [], **load_resumable(args.name, config, args.fresh, results_dir)}
+    payload = {"runs": [], **load_resumable(args.name, config, args.fresh, results_dir, selection=RUN_SELECTION)}
     if args.report_only and not payload["runs"]:
         raise SystemExit(f"{results_dir / args.name}.json holds no finished runs made with these settings")
     if not args.report_only:  # a report leaves the record of the machine that trained the runs as it is

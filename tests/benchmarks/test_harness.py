@@ -65,6 +65,11 @@ def test_load_resumable_continues_only_runs_made_with_the_same_settings(tmp_path
     with pytest.raises(SystemExit, match=r"other settings \(steps: saved 10, now 20\).*--fresh"):
         harness.load_resumable("bench", changed, results_dir=tmp_path)
     assert harness.load_resumable("bench", changed, fresh=True, results_dir=tmp_path) == {"args": changed}
+    more_seeds = {**settings, "seeds": [0, 1, 2]}
+    with pytest.raises(SystemExit, match="seeds: saved"):
+        harness.load_resumable("bench", more_seeds, results_dir=tmp_path)
+    resumed = harness.load_resumable("bench", more_seeds, results_dir=tmp_path, selection=("seeds",))
+    assert resumed["args"] == more_seeds and resumed["runs"] == [1]
 
 
 def test_compare_means_needs_disjoint_confidence_intervals():

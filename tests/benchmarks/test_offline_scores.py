@@ -74,3 +74,15 @@ def test_table_reports_the_last_evaluation_and_the_mean_of_the_last_five(dirs):
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[:5] == ["pendulum-medium-v0", "12.0", "td3bc", "2", "30.0"]
     assert cells[6:] == ["20.0", "99.0"]
+
+
+def test_more_seeds_resume_the_same_file(dirs, monkeypatch):
+    results_dir, readme = dirs
+    offline_scores.main([*TINY, "--seeds", "0"], results_dir, readme)
+    trained = []
+    real_train_run = offline_scores.train_run
+    monkeypatch.setattr(offline_scores, "train_run", lambda args, *run: trained.append(run) or real_train_run(args, *run))
+    offline_scores.main([*TINY, "--seeds", "0", "1"], results_dir, readme)
+    assert [seed for *_, seed in trained] == [1]  # seed 0 was kept, not trained again
+    payload = json.loads((results_dir / "scores.json").read_text())
+    assert payload["args"]["seeds"] == [0, 1] and "| td3bc | 2 |" in readme.read_text()
