@@ -107,10 +107,28 @@ def dataset_score(env_id: str, size: int | None) -> float:
     return 100.0 * float(np.mean(env.get_normalized_score(returns)))
 
 
-def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README) -> str:
-    """Write the table (README section) and the curves of the runs finished so far; return the section body."""
+def seed_statistics(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Normalised scores of one (dataset, agent) over its seeds' runs.
+
+    The last evaluation (mean and 95% bootstrap CI), the mean of each seed's last ``LATE_EVALUATIONS`` evaluations
+    (then over seeds), the best evaluation of any seed, and the ``(seeds, evaluations)`` histories.
+    """
     from palaestra.evaluation import bootstrap_ci
 
+    histories = np.asarray([[entry["normalized_score"] for entry in run["eval_history"]] for run in runs])
+    finals = histories[:, -1]
+    return {
+        "seeds": len(runs),
+        "last": float(finals.mean()),
+        "ci": bootstrap_ci(finals),
+        "late": float(histories[:, -LATE_EVALUATIONS:].mean(axis=1).mean()),
+        "best": float(histories.max()),
+        "histories": histories,
+    }
+
+
+def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README) -> str:
+    """Write the table (README section) and the curves of the runs finished so far; return the section body."""
     runs = {(run["env_id"], run["algo"], run["seed"]): run for run in payload["runs"]}
     data_scores = payload.setdefault("data_scores", {})
     rows, curves = [], {}
@@ -123,14 +141,12 @@ def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path 
                     continue
                 if env_id not in data_scores:
                     data_scores[env_id] = dataset_score(env_id, dataset_size(args, kind))
-                histories = np.asarray([[entry["normalized_score"] for entry in run["eval_history"]] for run in finished])
-                finals = histories[:, -1]
-                low, high = bootstrap_ci(finals)
-                late = histories[:, -LATE_EVALUATIONS:].mean(axis=1)
-                rows.append([env_id, f"{data_scores[env_id]:.1f}", algo, str(len(finished)), f"{finals.mean():.1f}",
-                             f"[{low:.1f}, {high:.1f}]", f"{late.mean():.1f}", f"{histories.max():.1f}"])  # fmt: skip
+                stats = seed_statistics(finished)
+                low, high = stats["ci"]
+                rows.append([env_id, f"{data_scores[env_id]:.1f}", algo, str(stats["seeds"]), f"{stats['last']:.1f}",
+                             f"[{low:.1f}, {high:.1f}]", f"{stats['late']:.1f}", f"{stats['best']:.1f}"])  # fmt: skip
                 steps = np.asarray([entry["step"] for entry in finished[0]["eval_history"]])
-                curves[f"{env_id} {algo}"] = (steps, histories)
+                curves[f"{env_id} {algo}"] = (steps, stats["histories"])
     png = results_dir / f"{args.name}.png"
     if curves:
         plot_learning_curves(curves, png, xlabel="gradient steps", ylabel="D4RL-normalised score", title="TD3+BC and IQL")
