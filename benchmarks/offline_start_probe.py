@@ -102,10 +102,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def fall_angles(checkpoint: dict[str, Any], early: int) -> str:
+    """The range of final torso angles (rad) of a checkpoint's early falls, or "-" without falls or a MuJoCo pose."""
+    angles = [
+        e["torso_angle"]
+        for e in checkpoint["episodes"]
+        if e["terminated"] and e["length"] <= early and e["torso_angle"] is not None
+    ]
+    return "-" if not angles else f"{min(angles):.2f} to {max(angles):.2f}"
+
+
 def report(args: argparse.Namespace, payload: dict[str, Any]) -> str:
     """The README section: early falls per checkpoint, then the behaviour policy and the data for comparison."""
     rows = [
-        [c["step"], f"{c['normalized_score']:.1f}", f"{c['early_falls']}/{args.episodes}",
+        [c["step"], f"{c['normalized_score']:.1f}", f"{c['early_falls']}/{args.episodes}", fall_angles(c, args.early),
          " ".join(str(e["length"]) for e in c["episodes"])]
         for c in payload["checkpoints"]
     ]  # fmt: skip
@@ -116,7 +126,7 @@ def report(args: argparse.Namespace, payload: dict[str, Any]) -> str:
             f"--steps {args.steps} --every {args.every}`: TD3+BC on {payload['env_id']}, one torch thread; each "
             f"probe runs {args.episodes} deterministic episodes from start seeds 100-{99 + args.episodes}. An early "
             f"fall is a termination within {args.early} steps.",
-            markdown_table(["gradient steps", "score", "early falls", "episode lengths"], rows),
+            markdown_table(["gradient steps", "score", "early falls", "torso angle at the falls", "episode lengths"], rows),
             f"Behaviour policy from {args.behaviour_episodes} start seeds: sampled actions "
             f"{min(behaviour['sampled'])}-{max(behaviour['sampled'])} steps, deterministic "
             f"{min(behaviour['deterministic'])}-{max(behaviour['deterministic'])} steps. Data: {starts['episodes']} "

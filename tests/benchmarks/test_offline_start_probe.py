@@ -56,3 +56,14 @@ def test_probe_counts_terminations_within_the_early_limit_as_falls():
     assert [e["length"] for e in result["episodes"]] == [2, 3, 4, 5]
     assert result["early_falls"] == 2 and result["mean_return"] == 3.5 and result["normalized_score"] == 35.0
     assert result["episodes"][0]["first_action"] == [0.5]
+
+
+def test_fall_angles_range_over_early_falls_only():
+    episodes = [
+        {"terminated": True, "length": 9, "torso_angle": -1.1},
+        {"terminated": True, "length": 12, "torso_angle": -1.02},
+        {"terminated": True, "length": 300, "torso_angle": 1.5},  # a late fall
+        {"terminated": False, "length": 5, "torso_angle": 0.0},  # truncated, not a fall
+    ]
+    assert offline_start_probe.fall_angles({"episodes": episodes}, early=20) == "-1.10 to -1.02"
+    assert offline_start_probe.fall_angles({"episodes": episodes[2:]}, early=20) == "-"
