@@ -100,10 +100,12 @@ def dataset_score(env_id: str, size: int | None) -> float:
     """Mean D4RL-normalised return (x100) of the dataset's own episodes (a cut last episode included)."""
     import gymnasium as gym
 
+    from palaestra.envs.offline import episode_bounds
+
     env = gym.make(env_id, dataset_size=size, progress=False)
     data = env.get_dataset()
-    ends = np.flatnonzero(data["terminals"] | data["timeouts"])
-    returns = np.add.reduceat(data["rewards"].astype(np.float64), np.concatenate([[0], ends[:-1] + 1]))
+    starts, _ = episode_bounds(data["terminals"] | data["timeouts"])
+    returns = np.add.reduceat(data["rewards"].astype(np.float64), starts)
     return 100.0 * float(np.mean(env.get_normalized_score(returns)))
 
 

@@ -58,8 +58,9 @@ def probe(act: Act, env: Any, seeds: range, early: int) -> dict[str, Any]:
 
 def data_starts(data: dict[str, np.ndarray]) -> dict[str, Any]:
     """The data's episode starts: their share of transitions, the opening actions' mean and std, the shortest episode."""
-    ends = np.flatnonzero(data["terminals"] | data["timeouts"])
-    starts = np.concatenate([[0], ends[:-1] + 1])
+    from palaestra.envs.offline import episode_bounds
+
+    starts, ends = episode_bounds(data["terminals"] | data["timeouts"])
     opening = data["actions"][starts].astype(np.float64)
     return {
         "episodes": len(starts),

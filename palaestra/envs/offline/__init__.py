@@ -7,7 +7,13 @@ its data are palaestra's own, generated locally from shipped SAC behaviour polic
 :func:`from_d4rl_hdf5`.
 """
 
-from palaestra.envs.offline.dataset import dataset_arrays, from_d4rl_hdf5, load_minari_dataset, qlearning_dataset
+from palaestra.envs.offline.dataset import (
+    dataset_arrays,
+    episode_bounds,
+    from_d4rl_hdf5,
+    load_minari_dataset,
+    qlearning_dataset,
+)
 from palaestra.envs.offline.env import OfflineEnv, make_offline_env
 from palaestra.envs.offline.generation import generate_dataset, minari_root
 from palaestra.envs.offline.specs import KINDS, TASKS, dataset_id, offline_env_id, parse_offline_env_id
@@ -18,6 +24,7 @@ __all__ = [
     "OfflineEnv",
     "dataset_arrays",
     "dataset_id",
+    "episode_bounds",
     "from_d4rl_hdf5",
     "generate_dataset",
     "load_minari_dataset",

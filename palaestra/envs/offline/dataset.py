@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["D4RL_KEYS", "dataset_arrays", "from_d4rl_hdf5", "load_minari_dataset", "qlearning_dataset"]
+__all__ = ["D4RL_KEYS", "dataset_arrays", "episode_bounds", "from_d4rl_hdf5", "load_minari_dataset", "qlearning_dataset"]
 
 #: Keys of :func:`dataset_arrays` (D4RL's ``get_dataset`` keys plus the exact next observations).
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
@@ -88,6 +88,24 @@ def _read_episodes(dataset: Any) -> list[dict[str, np.ndarray]]:
             indices = dataset.episode_indices if dataset.episode_indices is not None else range(storage.total_episodes)
             return [{key: file[f"episode_{i}"][key][()] for key in keys} for i in indices]
     return [{key: np.asarray(getattr(episode, key)) for key in keys} for episode in dataset.iterate_episodes()]
+
+
+def episode_bounds(episode_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last row of each episode in concatenated data, from flags marking each episode's last row.
+
+    ``episode_ends`` is ``terminals | timeouts`` of :func:`dataset_arrays`; rows after the last flag form a final,
+    cut episode of their own.
+
+    Raises:
+        ValueError: If there are no rows.
+    """
+    n = len(episode_ends)
+    if n == 0:
+        raise ValueError("the dataset has no transitions")
+    ends = np.flatnonzero(episode_ends)
+    if len(ends) == 0 or ends[-1] != n - 1:
+        ends = np.append(ends, n - 1)
+    return np.concatenate([[0], ends[:-1] + 1]), ends
 
 
 def qlearning_dataset(
@@ -237,9 +255,7 @@ def from_d4rl_hdf5(
                 step = 0
             elif limit is not None and step == limit:
                 timeouts[i], step = True, 0
-    ends = np.flatnonzero(terminals | timeouts)
-    if len(ends) == 0 or ends[-1] != n - 1:
-        ends = np.append(ends, n - 1)
+    _, ends = episode_bounds(terminals | timeouts)
     buffers: list[Any] = []
     start = 0
     obs_dtype, act_dtype = env.observation_space.dtype, env.action_space.dtype

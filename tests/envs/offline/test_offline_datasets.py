@@ -351,3 +351,14 @@ def test_collect_command(minari_root, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["collect", "--env", "pendulum-best-v0"]) == 2
     assert main(["collect", "--env", "pendulum-expert-v0", "--size", "0"]) == 2
+
+
+def test_episode_bounds_split_at_flags_and_keep_a_cut_last_episode():
+    from palaestra.envs.offline import episode_bounds
+
+    starts, ends = episode_bounds(np.array([False, True, False, False, True, False]))
+    assert starts.tolist() == [0, 2, 5] and ends.tolist() == [1, 4, 5]
+    starts, ends = episode_bounds(np.array([False, False]))  # no flag: one cut episode
+    assert starts.tolist() == [0] and ends.tolist() == [1]
+    with pytest.raises(ValueError, match="no transitions"):
+        episode_bounds(np.array([], dtype=bool))
