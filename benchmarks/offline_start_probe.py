@@ -44,15 +44,20 @@ def run_episode(act: Act, env: Any, seed: int) -> dict[str, Any]:
     }
 
 
+def is_early_fall(episode: dict[str, Any], early: int) -> bool:
+    """The episode terminated (the robot fell) within ``early`` steps."""
+    return bool(episode["terminated"]) and episode["length"] <= early
+
+
 def probe(act: Act, env: Any, seeds: range, early: int) -> dict[str, Any]:
     """Run one episode per seed; count the early falls (terminated within ``early`` steps)."""
     episodes = [run_episode(act, env, seed) for seed in seeds]
-    falls = [e for e in episodes if e["terminated"] and e["length"] <= early]
+    mean_return = float(np.mean([e["return"] for e in episodes]))
     return {
         "episodes": episodes,
-        "early_falls": len(falls),
-        "mean_return": float(np.mean([e["return"] for e in episodes])),
-        "normalized_score": 100.0 * float(env.get_normalized_score(np.mean([e["return"] for e in episodes]))),
+        "early_falls": sum(is_early_fall(e, early) for e in episodes),
+        "mean_return": mean_return,
+        "normalized_score": 100.0 * float(env.get_normalized_score(mean_return)),
     }
 
 
@@ -105,11 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def fall_angles(checkpoint: dict[str, Any], early: int) -> str:
     """The range of final torso angles (rad) of a checkpoint's early falls, or "-" without falls or a MuJoCo pose."""
-    angles = [
-        e["torso_angle"]
-        for e in checkpoint["episodes"]
-        if e["terminated"] and e["length"] <= early and e["torso_angle"] is not None
-    ]
+    angles = [e["torso_angle"] for e in checkpoint["episodes"] if is_early_fall(e, early) and e["torso_angle"] is not None]
     return "-" if not angles else f"{min(angles):.2f} to {max(angles):.2f}"
 
 
