@@ -19,6 +19,7 @@ episodes.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -224,12 +225,31 @@ def finished_runs(args: argparse.Namespace, todo: list[tuple[str, int | None, st
         pool.shutdown(cancel_futures=True)  # after a failed run, train nothing more
 
 
+def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path) -> None:
+    """Add to ``payload`` the runs that another invocation saved to ``path`` (same settings) since it was loaded.
+
+    So two invocations with disjoint ``--kinds`` or ``--seeds`` can fill one results file side by side.
+    """
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    settings = {key: value for key, value in payload["args"].items() if key not in RUN_SELECTION}
+    if {key: value for key, value in saved.get("args", {}).items() if key not in RUN_SELECTION} != settings:
+        return  # runs made with other settings are not mixed in
+    have = {(run["env_id"], run["algo"], run["seed"]) for run in payload["runs"]}
+    payload["runs"].extend(run for run in saved["runs"] if (run["env_id"], run["algo"], run["seed"]) not in have)
+    payload.setdefault("data_scores", {}).update(
+        {env_id: score for env_id, score in saved.get("data_scores", {}).items() if env_id not in payload["data_scores"]}
+    )
+
+
 def train_missing_runs(
     args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README
 ) -> None:
     """Train every (dataset, algorithm, seed) run not yet in ``payload``, saving and reporting after each."""
     for run in finished_runs(args, missing_runs(args, payload)):
         payload["runs"].append(run)
+        add_runs_saved_meanwhile(payload, results_dir / f"{args.name}.json")
         report(args, payload, results_dir, readme)
         write_results(args.name, payload, results_dir)  # after every run: a rerun resumes from here
         last = run["eval_history"][-1]["normalized_score"]

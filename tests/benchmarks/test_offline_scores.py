@@ -86,3 +86,14 @@ def test_more_seeds_resume_the_same_file(dirs, monkeypatch):
     assert [seed for *_, seed in trained] == [1]  # seed 0 was kept, not trained again
     payload = json.loads((results_dir / "scores.json").read_text())
     assert payload["args"]["seeds"] == [0, 1] and "| td3bc | 2 |" in readme.read_text()
+
+
+def test_two_invocations_on_one_file_keep_each_others_runs(dirs, monkeypatch):
+    results_dir, readme = dirs
+    offline_scores.main([*TINY, "--seeds", "0"], results_dir, readme)
+    saved_by_first = json.loads((results_dir / "scores.json").read_text())
+    # A second invocation loaded the file before the first saved seed 0; it trains seed 1 and must keep seed 0.
+    monkeypatch.setattr(offline_scores, "load_resumable", lambda *args, **kwargs: {"args": saved_by_first["args"]})
+    offline_scores.main([*TINY, "--seeds", "1"], results_dir, readme)
+    runs = json.loads((results_dir / "scores.json").read_text())["runs"]
+    assert sorted(run["seed"] for run in runs) == [0, 1]
