@@ -2,9 +2,10 @@
 
     python -m benchmarks.offline_scores_summary offline_scores_hopper offline_scores_halfcheetah offline_scores_walker2d
 
-Each cell reads "last evaluation, mean over seeds [95% bootstrap CI] / mean of each seed's last evaluations", with
-the seed count when it is not 3, and "-" where no run has finished. The table replaces the text between
-``<!-- offline-scores-mujoco:start -->`` and ``<!-- offline-scores-mujoco:end -->`` in README.md.
+Rows are each file's tasks x ``--kinds`` (default medium, medium-replay). Each cell reads "last evaluation, mean
+over seeds [95% bootstrap CI] / mean of each seed's last evaluations", with the seed count when it is not 3, and
+"-" where no run has finished. The table replaces the text between ``<!-- offline-scores-mujoco:start -->`` and
+``<!-- offline-scores-mujoco:end -->`` in README.md.
 """
 
 from __future__ import annotations
@@ -33,13 +34,12 @@ def score_cell(runs: list[dict[str, Any]], full_seeds: int = 3) -> str:
     return f"{stats['last']:.1f}{interval} / {stats['late']:.1f}{count}"
 
 
-def summary_table(payloads: list[dict[str, Any]]) -> str:
-    """Rows per dataset (in the files' order), columns data score and each agent."""
+def summary_table(payloads: list[dict[str, Any]], kinds: list[str]) -> str:
+    """One row per task of each file (in the files' order) and kind; columns: data score and each agent."""
     rows = []
     for payload in payloads:
-        args = payload["args"]
-        for task in args["tasks"]:
-            for kind in args["kinds"]:
+        for task in payload["args"]["tasks"]:
+            for kind in kinds:
                 env_id = f"{task}-{kind}-v0"
                 runs = [run for run in payload["runs"] if run["env_id"] == env_id]
                 data = payload.get("data_scores", {}).get(env_id)
@@ -51,12 +51,13 @@ def summary_table(payloads: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme: Path = PROJECT_README) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="results file stems, in table order")
+    parser.add_argument("--kinds", nargs="+", default=["medium", "medium-replay"], help="dataset kinds, in row order")
     args = parser.parse_args(argv)
     paths = [results_dir / f"{name}.json" for name in args.names]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         parser.error(f"no results file {', '.join(missing)}; run benchmarks.offline_scores with --name first")
-    table = summary_table([json.loads(path.read_text()) for path in paths])
+    table = summary_table([json.loads(path.read_text()) for path in paths], args.kinds)
     render_readme_section(SECTION, table, readme)
     print(table)
     return table

@@ -19,7 +19,7 @@ def test_score_cell_reads_last_ci_and_late_mean():
 
 def test_main_writes_the_table_between_the_readme_markers(tmp_path):
     payload = {
-        "args": {"tasks": ["hopper"], "kinds": ["medium", "medium-replay"]},
+        "args": {"tasks": ["hopper"], "kinds": ["medium"]},  # a run selection: the summary shows both kinds
         "data_scores": {"hopper-medium-v0": 29.94},
         "runs": [run("hopper-medium-v0", "iql", [10.0, 30.0]), run("hopper-medium-v0", "iql", [20.0, 50.0])],
     }
