@@ -110,6 +110,11 @@ def dataset_score(env_id: str, size: int | None) -> float:
     return 100.0 * float(np.mean(env.get_normalized_score(returns)))
 
 
+def run_key(run: dict[str, Any]) -> tuple[str, str, int]:
+    """A run's identity in a results file: ``(env id, algorithm, seed)``."""
+    return run["env_id"], run["algo"], run["seed"]
+
+
 def seed_statistics(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Normalised scores of one (dataset, agent) over its seeds' runs.
 
@@ -132,7 +137,7 @@ def seed_statistics(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README) -> str:
     """Write the table (README section) and the curves of the runs finished so far; return the section body."""
-    runs = {(run["env_id"], run["algo"], run["seed"]): run for run in payload["runs"]}
+    runs = {run_key(run): run for run in payload["runs"]}
     data_scores = payload.setdefault("data_scores", {})
     rows, curves = [], {}
     for task in args.tasks:
@@ -188,7 +193,7 @@ def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path 
 
 def missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> list[tuple[str, int | None, str, int]]:
     """The ``(env id, dataset size, algorithm, seed)`` runs not yet in ``payload``, in table order."""
-    done = {(run["env_id"], run["algo"], run["seed"]) for run in payload["runs"]}
+    done = {run_key(run) for run in payload["runs"]}
     return [
         (f"{task}-{kind}-v0", dataset_size(args, kind), algo, seed)
         for task in args.tasks
@@ -236,8 +241,8 @@ def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path) -> None:
     settings = {key: value for key, value in payload["args"].items() if key not in RUN_SELECTION}
     if {key: value for key, value in saved.get("args", {}).items() if key not in RUN_SELECTION} != settings:
         return  # runs made with other settings are not mixed in
-    have = {(run["env_id"], run["algo"], run["seed"]) for run in payload["runs"]}
-    payload["runs"].extend(run for run in saved["runs"] if (run["env_id"], run["algo"], run["seed"]) not in have)
+    have = {run_key(run) for run in payload["runs"]}
+    payload["runs"].extend(run for run in saved["runs"] if run_key(run) not in have)
     payload.setdefault("data_scores", {}).update(
         {env_id: score for env_id, score in saved.get("data_scores", {}).items() if env_id not in payload["data_scores"]}
     )
