@@ -23,6 +23,7 @@ __all__ = [
     "README",
     "RESULTS_DIR",
     "Timing",
+    "changed_settings",
     "compare_means",
     "load_resumable",
     "machine_info",
@@ -125,6 +126,11 @@ def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULT
     return path
 
 
+def changed_settings(old: dict[str, Any], new: dict[str, Any], selection: Collection[str] = ()) -> list[str]:
+    """The keys whose values differ between two settings dictionaries, ignoring the ``selection`` keys."""
+    return sorted(key for key in set(old) | set(new) if key not in selection and old.get(key) != new.get(key))
+
+
 def load_resumable(
     name: str,
     args: dict[str, Any],
@@ -147,7 +153,7 @@ def load_resumable(
         return {"args": args}
     saved = json.loads(path.read_text())
     old = saved.get("args") or {}
-    changed = sorted(key for key in set(old) | set(args) if key not in selection and old.get(key) != args.get(key))
+    changed = changed_settings(old, args, selection)
     if changed:
         details = ", ".join(f"{key}: saved {old.get(key)!r}, now {args.get(key)!r}" for key in changed)
         raise SystemExit(

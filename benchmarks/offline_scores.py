@@ -32,6 +32,7 @@ import numpy as np
 from benchmarks.harness import (
     README,
     RESULTS_DIR,
+    changed_settings,
     load_resumable,
     machine_info,
     markdown_table,
@@ -238,8 +239,7 @@ def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path) -> None:
     if not path.is_file():
         return
     saved = json.loads(path.read_text())
-    settings = {key: value for key, value in payload["args"].items() if key not in RUN_SELECTION}
-    if {key: value for key, value in saved.get("args", {}).items() if key not in RUN_SELECTION} != settings:
+    if changed_settings(saved.get("args", {}), payload["args"], RUN_SELECTION):
         return  # runs made with other settings are not mixed in
     have = {run_key(run) for run in payload["runs"]}
     payload["runs"].extend(run for run in saved["runs"] if run_key(run) not in have)
