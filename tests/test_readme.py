@@ -1,0 +1,157 @@
+"""The README's examples stay true: its Python imports and reads names that exist and binds what it uses, and its
+``palaestra`` commands parse, with algorithms and env ids that are registered."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import palaestra  # noqa: F401  (registers the env ids the commands name)
+from palaestra.agents import get_algorithm
+from palaestra.cli import build_parser
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+# Names the examples leave to the reader on purpose: the protocol sketch's types and a text agent's observations.
+PLACEHOLDERS = {"Protocol", "action", "state", "first_observation", "obs_a", "obs_b"}
+
+
+def fenced_blocks(markdown: str, language: str) -> list[str]:
+    """The bodies of the fenced blocks opened with ```language, in order."""
+    blocks: list[str] = []
+    opened: str | None = None
+    lines: list[str] = []
+    for line in markdown.splitlines():
+        if not line.startswith("```"):
+            lines.append(line)
+        elif opened is None:
+            opened, lines = line[3:].strip(), []
+        else:
+            if opened == language:
+                blocks.append("\n".join(lines) + "\n")
+            opened = None
+    return blocks
+
+
+def cli_commands(bash_blocks: list[str]) -> list[list[str]]:
+    """The ``palaestra ...`` command lines of bash blocks as argv lists, without comments and ``[optional]`` parts."""
+    commands: list[list[str]] = []
+    for block in bash_blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\[[^\]]*\]", "", line.split("#")[0])
+            if line.strip().startswith("palaestra "):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def bound_and_used(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """Names a block binds (imports, assignments, loop targets, definitions, arguments) and names it reads."""
+    bound: set[str] = set()
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return bound, used
+
+
+def unbound_names(blocks: list[str]) -> dict[int, set[str]]:
+    """Per block, the names it reads that neither it nor an earlier block binds (builtins and placeholders aside)."""
+    known = set(dir(builtins)) | PLACEHOLDERS
+    missing: dict[int, set[str]] = {}
+    for index, block in enumerate(blocks):
+        bound, used = bound_and_used(ast.parse(block))
+        known |= bound
+        if used - known:
+            missing[index] = used - known
+    return missing
+
+
+def imported_names(blocks: list[str]) -> list[tuple[str, str | None]]:
+    """Every ``(module, name)`` the blocks import; ``name`` is None for ``import module``."""
+    imports: list[tuple[str, str | None]] = []
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.Import):
+                imports += [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imports += [(node.module, alias.name) for alias in node.names]
+    return imports
+
+
+def imported_attributes(blocks: list[str]) -> set[tuple[str, str | None, str]]:
+    """Every ``(module, name, attribute)`` read as ``alias.attribute`` from an imported module or name."""
+    aliases: dict[str, tuple[str, str | None]] = {}
+    attributes: set[tuple[str, str | None, str]] = set()
+    for block in blocks:
+        tree = ast.parse(block)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                aliases |= {alias.asname or alias.name: (alias.name, None) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                aliases |= {alias.asname or alias.name: (node.module, alias.name) for alias in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                attributes.add((*aliases[node.value.id], node.attr))
+    return attributes
+
+
+BLOCKS = fenced_blocks(README.read_text(), "python")
+COMMANDS = cli_commands(fenced_blocks(README.read_text(), "bash"))
+
+
+def test_readme_has_python_examples() -> None:
+    assert len(BLOCKS) >= 10
+
+
+def test_unbound_names_finds_a_name_used_before_any_block_binds_it() -> None:
+    blocks = ["env = gym.make('CartPole-v1')", "import gymnasium as gym\nmodel.learn(10)"]
+    assert unbound_names(blocks) == {0: {"gym"}, 1: {"model"}}
+
+
+def test_every_readme_example_binds_the_names_it_uses() -> None:
+    assert unbound_names(BLOCKS) == {}
+
+
+@pytest.mark.parametrize(("module", "name"), sorted(set(imported_names(BLOCKS)), key=str))
+def test_every_readme_import_resolves(module: str, name: str | None) -> None:
+    imported = importlib.import_module(module)
+    if name is not None:
+        assert hasattr(imported, name), f"README imports {name} from {module}, which has no such name"
+
+
+@pytest.mark.parametrize(("module", "name", "attribute"), sorted(imported_attributes(BLOCKS), key=str))
+def test_every_readme_attribute_of_an_import_exists(module: str, name: str | None, attribute: str) -> None:
+    imported = importlib.import_module(module)
+    owner = imported if name is None else getattr(imported, name)
+    assert hasattr(owner, attribute), f"README reads {attribute} from {name or module}, which has no such attribute"
+
+
+def test_cli_commands_joins_continuations_and_drops_comments_and_optional_parts() -> None:
+    block = "palaestra train --algo ppo \\\n  --out runs/x [--n-envs 8]  # a comment\nls runs\n"
+    assert cli_commands([block]) == [["train", "--algo", "ppo", "--out", "runs/x"]]
+
+
+def test_readme_has_a_command_for_every_subcommand() -> None:
+    assert {command[0] for command in COMMANDS} == {"list", "train", "eval", "collect"}
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_every_readme_command_parses_with_registered_names(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        get_algorithm(args.algo)
+    env_ids = getattr(args, "env", None) or []  # train and eval take one id, collect a list
+    for env_id in [env_ids] if isinstance(env_ids, str) else env_ids:
+        gym.spec(env_id)
