@@ -4,7 +4,9 @@
 
 Rows are each file's tasks x ``--kinds`` (default medium, medium-replay). Each cell reads "last evaluation, mean
 over seeds [95% bootstrap CI] / mean of each seed's last evaluations", with the seed count when it is not 3, and
-"-" where no run has finished. The table replaces the text between ``<!-- offline-scores-mujoco:start -->`` and
+"-" where no run has finished. A last row aggregates each agent over every dataset with rliable: the interquartile
+mean of the runs' last evaluations and its 95% stratified-bootstrap CI (Agarwal et al., 2021). The table replaces
+the text between ``<!-- offline-scores-mujoco:start -->`` and
 ``<!-- offline-scores-mujoco:end -->`` in README.md.
 """
 
@@ -14,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benchmarks.harness import BENCH_DIR, RESULTS_DIR, markdown_table, render_readme_section
 from benchmarks.offline_scores import seed_statistics
@@ -34,17 +38,50 @@ def score_cell(runs: list[dict[str, Any]], full_seeds: int = 3) -> str:
     return f"{stats['last']:.1f}{interval} / {stats['late']:.1f}{count}"
 
 
+def final_scores(runs: list[dict[str, Any]], env_ids: list[str], algo: str) -> np.ndarray | None:
+    """The ``(seeds, datasets)`` matrix of ``algo``'s last evaluations, or None unless every dataset has equally many."""
+    per_dataset = [[run["eval_history"][-1]["normalized_score"] for run in runs if run["env_id"] == env_id
+                    and run["algo"] == algo] for env_id in env_ids]  # fmt: skip
+    if not per_dataset[0] or any(len(scores) != len(per_dataset[0]) for scores in per_dataset):
+        return None
+    return np.asarray(per_dataset, dtype=float).T
+
+
+def iqm_cell(scores: np.ndarray | None, reps: int = 10_000) -> str:
+    """Interquartile mean over all runs with rliable's stratified-bootstrap 95% CI (resampling seeds per dataset)."""
+    if scores is None:
+        return "-"
+    from rliable import library, metrics
+
+    def iqm(matrix: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(matrix)])
+
+    # rliable resamples with NumPy's global generator (its random_state is not used): seed it, then put it back
+    saved = np.random.get_state()  # noqa: NPY002
+    np.random.seed(0)  # noqa: NPY002
+    try:
+        point, interval = library.get_interval_estimates({"agent": scores}, iqm, reps=reps)
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002
+    (low,), (high,) = interval["agent"]
+    return f"{point['agent'][0]:.1f} [{low:.1f}, {high:.1f}]"
+
+
 def summary_table(payloads: list[dict[str, Any]], kinds: list[str]) -> str:
-    """One row per task of each file (in the files' order) and kind; columns: data score and each agent."""
-    rows = []
+    """One row per task of each file (in the files' order) and kind, then the IQM; columns: data score, each agent."""
+    rows, env_ids, all_runs = [], [], []
     for payload in payloads:
+        all_runs += payload["runs"]
         for task in payload["args"]["tasks"]:
             for kind in kinds:
                 env_id = f"{task}-{kind}-v0"
+                env_ids.append(env_id)
                 runs = [run for run in payload["runs"] if run["env_id"] == env_id]
                 data = payload.get("data_scores", {}).get(env_id)
                 cells = [score_cell([run for run in runs if run["algo"] == algo]) for algo in ALGOS]
                 rows.append([env_id, "-" if data is None else f"{data:.1f}", *cells])
+    iqms = [iqm_cell(final_scores(all_runs, env_ids, algo)) for algo in ALGOS]
+    rows.append([f"IQM over the {len(env_ids)} datasets", "", *iqms])
     return markdown_table(["dataset", "data", *ALGOS.values()], rows)
 
 

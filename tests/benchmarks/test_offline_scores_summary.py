@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import offline_scores_summary
@@ -31,5 +32,31 @@ def test_main_writes_the_table_between_the_readme_markers(tmp_path):
     assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
     assert "| hopper-medium-v0 | 29.9 | - | 40.0 [30.0, 50.0] / 27.5 (2 seeds) |" in text
     assert "| hopper-medium-replay-v0 | - | - | - |" in text
+    assert "| IQM over the 2 datasets |  | - | - |" in text  # IQL has 2 seeds on one dataset and none on the other
     with pytest.raises(SystemExit):
         offline_scores_summary.main(["nothing"], tmp_path, readme)
+
+
+def test_final_scores_is_a_seeds_by_datasets_matrix_only_when_every_dataset_has_as_many_seeds():
+    runs = [run("a", "iql", [0.0, 1.0]), run("a", "iql", [0.0, 2.0]), run("b", "iql", [3.0]), run("b", "iql", [4.0])]
+    np.testing.assert_array_equal(offline_scores_summary.final_scores(runs, ["a", "b"], "iql"), [[1.0, 3.0], [2.0, 4.0]])
+    assert offline_scores_summary.final_scores(runs[:3], ["a", "b"], "iql") is None
+    assert offline_scores_summary.final_scores(runs, ["a", "b"], "td3bc") is None
+
+
+def test_iqm_cell_trims_a_quarter_at_each_end():
+    scores = np.arange(1.0, 9.0).reshape(4, 2)  # 8 runs: the IQM is the mean of 3, 4, 5 and 6
+    point = offline_scores_summary.iqm_cell(scores, reps=200).split(" [")[0]
+    assert point == "4.5"
+    assert offline_scores_summary.iqm_cell(np.full((3, 2), 7.0), reps=200) == "7.0 [7.0, 7.0]"
+    assert offline_scores_summary.iqm_cell(None) == "-"
+
+
+def test_iqm_cell_is_reproducible_and_leaves_numpys_global_generator_alone():
+    scores = np.random.default_rng(1).normal(size=(3, 6))
+    np.random.seed(5)  # noqa: NPY002
+    expected_next = np.random.rand()  # noqa: NPY002
+    np.random.seed(5)  # noqa: NPY002
+    first = offline_scores_summary.iqm_cell(scores, reps=500)
+    assert np.random.rand() == expected_next  # noqa: NPY002
+    assert offline_scores_summary.iqm_cell(scores, reps=500) == first
