@@ -16,24 +16,10 @@ import numpy as np
 
 import palaestra  # noqa: F401  (registers the ids)
 from benchmarks.harness import machine_info, markdown_table, render_readme_section, time_callables, write_results
+from palaestra.throughput import env_stepper
 
 PAIRS = {"RobustCartPole-v0": "CartPole-v1", "RobustPendulum-v0": "Pendulum-v1"}
 TARGET_RATIO = 1.10
-
-
-def stepper(env: gym.Env, actions: list, seed: int = 0) -> Callable[[], None]:
-    """Return a function that takes one step of ``env`` (cycling through ``actions``), resetting at episode end."""
-    env.reset(seed=seed)
-    position = [0]
-
-    def step() -> None:
-        action = actions[position[0] % len(actions)]
-        position[0] += 1
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-
-    return step
 
 
 def vector_stepper(envs: gym.vector.VectorEnv, actions: np.ndarray) -> Callable[[], None]:
@@ -50,7 +36,7 @@ def run(number: int, repeats: int, num_envs: int) -> dict:
         space.seed(0)
         actions = [space.sample() for _ in range(1000)]
         timings = time_callables(
-            {ours: stepper(gym.make(ours), actions), theirs: stepper(gym.make(theirs), actions)},
+            {ours: env_stepper(gym.make(ours), actions), theirs: env_stepper(gym.make(theirs), actions)},
             number=number,
             repeats=repeats,
         )

@@ -1,4 +1,4 @@
-"""Common helpers of every benchmark: timing with warm-up and repeats, machine facts, JSON results, README tables.
+"""Common helpers of every benchmark: timing (``palaestra.throughput``), machine facts, JSON results, README tables.
 
 A benchmark script measures its candidates and the baseline in the same run, interleaved, and reports
 ratios against that baseline: absolute times on a shared 2-core machine are noisy, ratios much less so.
@@ -11,13 +11,13 @@ import json
 import os
 import platform
 import re
-import statistics
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from palaestra.throughput import Timing, time_callables
 
 __all__ = [
     "README",
@@ -38,57 +38,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 README = BENCH_DIR / "README.md"
 _PACKAGES = ("palaestra", "torch", "numpy", "gymnasium", "stable-baselines3", "minari", "mujoco")
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds per call of one callable over ``repeats`` rounds of ``number`` calls each."""
-
-    name: str
-    number: int
-    per_call_s: tuple[float, ...]
-
-    @property
-    def median_s(self) -> float:
-        """Median seconds per call over the rounds."""
-        return statistics.median(self.per_call_s)
-
-    @property
-    def min_s(self) -> float:
-        """Fastest round's seconds per call."""
-        return min(self.per_call_s)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary with median, min and max per call."""
-        return {**asdict(self), "median_s": self.median_s, "min_s": self.min_s, "max_s": max(self.per_call_s)}
-
-
-def time_callables(
-    callables: dict[str, Callable[[], object]], number: int, repeats: int = 7, warmup: int = 1
-) -> dict[str, Timing]:
-    """Time several callables, interleaving their rounds so that machine noise hits all of them alike.
-
-    Args:
-        callables: ``{name: fn}``; each ``fn()`` is one unit of work (one env step, one update, ...).
-        number: Calls per round.
-        repeats: Timed rounds per callable.
-        warmup: Untimed rounds per callable before timing.
-
-    Returns:
-        ``{name: Timing}``.
-    """
-    if number < 1 or repeats < 1 or warmup < 0:
-        raise ValueError(f"need number >= 1, repeats >= 1, warmup >= 0; got {number}, {repeats}, {warmup}")
-    rounds: dict[str, list[float]] = {name: [] for name in callables}
-    for round_index in range(warmup + repeats):
-        for name, fn in callables.items():
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            elapsed = time.perf_counter() - start
-            if round_index >= warmup:
-                rounds[name].append(elapsed / number)
-    return {name: Timing(name, number, tuple(values)) for name, values in rounds.items()}
 
 
 def machine_info(torch_threads: int | None = None) -> dict[str, Any]:

@@ -218,6 +218,30 @@ def collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """Time ``env.step`` of each env under random actions; print steps/s and the time ratio to the first env."""
+    from palaestra.throughput import step_timings
+
+    if args.steps < 1 or args.repeats < 1:
+        raise UsageError(f"--steps and --repeats must be >= 1, got {args.steps} and {args.repeats}")
+    envs = {env_id: make_env(env_id, {}) for env_id in dict.fromkeys(args.env)}
+    timings = step_timings(envs, args.steps, args.repeats, args.seed)
+    baseline = timings[args.env[0]].median_s
+    rows = {
+        env_id: {"steps_per_s": 1.0 / timing.median_s, "time_ratio": timing.median_s / baseline}
+        for env_id, timing in timings.items()
+    }
+    if args.json:
+        print(json.dumps({"steps": args.steps, "repeats": args.repeats, "envs": rows}))
+        return 0
+    width = max(map(len, rows))
+    print(f"{'env':<{width}}  {'steps/s':>10}  {'time vs ' + args.env[0]}")
+    for env_id, row in rows.items():
+        print(f"{env_id:<{width}}  {row['steps_per_s']:>10,.0f}  {row['time_ratio']:.2f}")
+    print(f"median of {args.repeats} interleaved rounds of {args.steps} random-action steps, resets included")
+    return 0
+
+
 def _algorithm(name: str) -> AlgorithmSpec:
     try:
         return get_algorithm(name)
@@ -286,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     collecting.add_argument("--overwrite", action="store_true", help="replace a dataset that already exists")
     collecting.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
     collecting.set_defaults(handler=collect)
+
+    benchmarking = commands.add_parser("bench", help="time env steps under random actions, relative to the first env")
+    benchmarking.add_argument("--env", nargs="+", required=True, help="env ids; the first is the baseline of the ratios")
+    benchmarking.add_argument("--steps", type=int, default=5000, help="steps per timed round (default 5000)")
+    benchmarking.add_argument("--repeats", type=int, default=5, help="timed rounds per env (default 5)")
+    benchmarking.add_argument("--seed", type=int, default=0, help="seed of the resets and random actions (default 0)")
+    benchmarking.add_argument("--json", action="store_true", help="print the result as JSON")
+    benchmarking.set_defaults(handler=bench)
     return parser
 
 

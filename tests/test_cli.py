@@ -93,6 +93,8 @@ def test_eval_of_a_bare_zip_needs_the_algorithm(checkpoint, capsys):
         ),
         (["eval", "--checkpoint", "{tmp}/missing"], "does not exist"),
         (["eval", "--checkpoint", "{tmp}"], "is not a palaestra checkpoint"),
+        (["bench", "--env", "CartPol-v9"], "cannot make env 'CartPol-v9'"),
+        (["bench", "--env", "CartPole-v1", "--steps", "0"], "--steps and --repeats must be >= 1, got 0 and 5"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
@@ -138,3 +140,20 @@ def test_console_script_reports_user_errors_without_traceback():
     assert result.stderr.count("\n") == 1 and "'ppo'" in result.stderr
     missing = subprocess.run([sys.executable, "-m", "palaestra.cli", "train"], capture_output=True, text=True, check=False)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_bench_prints_steps_per_second_and_ratios_to_the_first_env(capsys):
+    assert main(["bench", "--env", "CartPole-v1", "RobustCartPole-v0", "CartPole-v1", "--steps", "50", "--repeats", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "CartPole-v1"  # header: time vs the first env
+    assert [line.split()[0] for line in lines[1:3]] == ["CartPole-v1", "RobustCartPole-v0"]  # a repeated id once
+    assert lines[1].split()[-1] == "1.00"
+    assert "2 interleaved rounds of 50" in lines[3]
+
+
+def test_bench_json(capsys):
+    assert main(["bench", "--env", "RobustPendulum-v0", "--steps", "20", "--repeats", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 20 and result["repeats"] == 1
+    row = result["envs"]["RobustPendulum-v0"]
+    assert row["time_ratio"] == 1.0 and row["steps_per_s"] > 0

@@ -144,7 +144,7 @@ def test_cli_commands_joins_continuations_and_drops_comments_and_optional_parts(
 
 
 def test_readme_has_a_command_for_every_subcommand() -> None:
-    assert {command[0] for command in COMMANDS} == {"list", "train", "eval", "collect"}
+    assert {command[0] for command in COMMANDS} == {"list", "train", "eval", "collect", "bench"}
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
