@@ -102,12 +102,11 @@ def dataset_score(env_id: str, size: int | None) -> float:
     """Mean D4RL-normalised return (x100) of the dataset's own episodes (a cut last episode included)."""
     import gymnasium as gym
 
-    from palaestra.envs.offline import episode_bounds
+    from palaestra.envs.offline import episode_returns
 
     env = gym.make(env_id, dataset_size=size, progress=False)
     data = env.get_dataset()
-    starts, _ = episode_bounds(data["terminals"] | data["timeouts"])
-    returns = np.add.reduceat(data["rewards"].astype(np.float64), starts)
+    returns = episode_returns(data["rewards"], data["terminals"] | data["timeouts"])
     return 100.0 * float(np.mean(env.get_normalized_score(returns)))
 
 

@@ -39,7 +39,11 @@ def score_cell(runs: list[dict[str, Any]], full_seeds: int = 3) -> str:
 
 
 def final_scores(runs: list[dict[str, Any]], env_ids: list[str], algo: str) -> np.ndarray | None:
-    """The ``(seeds, datasets)`` matrix of ``algo``'s last evaluations, or None unless every dataset has equally many."""
+    """The ``(runs, datasets)`` matrix of ``algo``'s last evaluations, or None unless every dataset has equally many runs.
+
+    Row ``i`` holds each dataset's ``i``-th run in file order, whatever its seed: the stratified bootstrap resamples
+    runs within each dataset, so rows need not pair seeds.
+    """
     per_dataset = [[run["eval_history"][-1]["normalized_score"] for run in runs if run["env_id"] == env_id
                     and run["algo"] == algo] for env_id in env_ids]  # fmt: skip
     if not per_dataset[0] or any(len(scores) != len(per_dataset[0]) for scores in per_dataset):
@@ -94,7 +98,12 @@ def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme:
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         parser.error(f"no results file {', '.join(missing)}; run benchmarks.offline_scores with --name first")
-    table = summary_table([json.loads(path.read_text()) for path in paths], args.kinds)
+    payloads = [json.loads(path.read_text()) for path in paths]
+    tasks = [task for payload in payloads for task in payload["args"]["tasks"]]
+    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+    if repeated:
+        parser.error(f"tasks {repeated} appear in more than one results file; give each task's file once")
+    table = summary_table(payloads, args.kinds)
     render_readme_section(SECTION, table, readme)
     print(table)
     return table

@@ -20,13 +20,7 @@ import torch
 
 import palaestra
 from palaestra.agents.offline import IQL, TD3BC
-from palaestra.envs.offline import episode_bounds
-
-
-def episode_returns(data: dict[str, np.ndarray]) -> np.ndarray:
-    """The return of each episode in a D4RL-style dataset (episodes end at a terminal or a timeout)."""
-    starts, _ = episode_bounds(data["terminals"] | data["timeouts"])
-    return np.add.reduceat(data["rewards"], starts)
+from palaestra.envs.offline import episode_returns
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -36,12 +30,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--dataset-size", type=int, help="transitions (default: the whole replay buffer)")
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per agent")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # small networks train fastest on one thread
 
     # generated on first use (then read from the Minari datasets folder), like D4RL's download
     env = gym.make("pendulum-medium-replay-v0", dataset_size=args.dataset_size)
     data = env.get_dataset()
-    returns = episode_returns(data)
+    returns = episode_returns(data["rewards"], data["terminals"] | data["timeouts"])
     print(f"dataset: {len(data['rewards'])} transitions in {len(returns)} episodes; keys {sorted(data)}")
     scores = {"data": 100 * float(np.mean(env.get_normalized_score(returns)))}
 
@@ -56,4 +49,5 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # small networks train fastest on one thread
     main()

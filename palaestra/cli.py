@@ -224,15 +224,28 @@ def bench(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.repeats < 1:
         raise UsageError(f"--steps and --repeats must be >= 1, got {args.steps} and {args.repeats}")
-    envs = {env_id: make_env(env_id, {}) for env_id in dict.fromkeys(args.env)}
-    timings = step_timings(envs, args.steps, args.repeats, args.seed)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    envs: dict[str, gym.Env] = {}
+    try:
+        for env_id in dict.fromkeys(args.env):
+            envs[env_id] = make_env(env_id, {})
+            if isinstance(envs[env_id].action_space, gym.spaces.Text):
+                raise UsageError(
+                    f"{env_id} takes text messages, and random strings would only time its invalid-message path; "
+                    "bench envs with numeric action spaces"
+                )
+        timings = step_timings(envs, args.steps, args.repeats, args.seed)
+    finally:
+        for env in envs.values():
+            env.close()
     baseline = timings[args.env[0]].median_s
     rows = {
-        env_id: {"steps_per_s": 1.0 / timing.median_s, "time_ratio": timing.median_s / baseline}
+        env_id: {"steps_per_s": 1.0 / timing.median_s, "time_ratio": timing.median_s / baseline, **timing.to_dict()}
         for env_id, timing in timings.items()
     }
     if args.json:
-        print(json.dumps({"steps": args.steps, "repeats": args.repeats, "envs": rows}))
+        print(json.dumps({"steps": args.steps, "repeats": args.repeats, "seed": args.seed, "envs": rows}))
         return 0
     width = max(map(len, rows))
     print(f"{'env':<{width}}  {'steps/s':>10}  {'time vs ' + args.env[0]}")
@@ -312,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     collecting.set_defaults(handler=collect)
 
     benchmarking = commands.add_parser("bench", help="time env steps under random actions, relative to the first env")
-    benchmarking.add_argument("--env", nargs="+", required=True, help="env ids; the first is the baseline of the ratios")
+    benchmarking.add_argument(
+        "--env", nargs="+", action="extend", required=True, help="env ids; the first is the baseline of the ratios"
+    )
     benchmarking.add_argument("--steps", type=int, default=5000, help="steps per timed round (default 5000)")
     benchmarking.add_argument("--repeats", type=int, default=5, help="timed rounds per env (default 5)")
     benchmarking.add_argument("--seed", type=int, default=0, help="seed of the resets and random actions (default 0)")

@@ -95,6 +95,8 @@ def test_eval_of_a_bare_zip_needs_the_algorithm(checkpoint, capsys):
         (["eval", "--checkpoint", "{tmp}"], "is not a palaestra checkpoint"),
         (["bench", "--env", "CartPol-v9"], "cannot make env 'CartPol-v9'"),
         (["bench", "--env", "CartPole-v1", "--steps", "0"], "--steps and --repeats must be >= 1, got 0 and 5"),
+        (["bench", "--env", "CartPole-v1", "--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["bench", "--env", "CartPole-v1", "ToolSearch-v0"], "ToolSearch-v0 takes text messages"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
@@ -143,7 +145,8 @@ def test_console_script_reports_user_errors_without_traceback():
 
 
 def test_bench_prints_steps_per_second_and_ratios_to_the_first_env(capsys):
-    assert main(["bench", "--env", "CartPole-v1", "RobustCartPole-v0", "CartPole-v1", "--steps", "50", "--repeats", "2"]) == 0
+    argv = ["bench", "--env", "CartPole-v1", "RobustCartPole-v0", "--env", "CartPole-v1", "--steps", "50", "--repeats", "2"]
+    assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[-1] == "CartPole-v1"  # header: time vs the first env
     assert [line.split()[0] for line in lines[1:3]] == ["CartPole-v1", "RobustCartPole-v0"]  # a repeated id once
@@ -154,6 +157,7 @@ def test_bench_prints_steps_per_second_and_ratios_to_the_first_env(capsys):
 def test_bench_json(capsys):
     assert main(["bench", "--env", "RobustPendulum-v0", "--steps", "20", "--repeats", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["steps"] == 20 and result["repeats"] == 1
+    assert result["steps"] == 20 and result["repeats"] == 1 and result["seed"] == 0
     row = result["envs"]["RobustPendulum-v0"]
-    assert row["time_ratio"] == 1.0 and row["steps_per_s"] > 0
+    assert row["time_ratio"] == 1.0 and row["steps_per_s"] == pytest.approx(1.0 / row["median_s"])
+    assert len(row["per_call_s"]) == 1

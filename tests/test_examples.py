@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -20,7 +21,7 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
-def test_every_example_has_a_test() -> None:
+def test_the_examples_folder_holds_the_scripts_tested_here() -> None:
     assert {path.stem for path in EXAMPLES.glob("*.py")} == {"write_a_policy", "offline_rl", "tool_agent"}
 
 
@@ -38,21 +39,13 @@ def test_offline_rl_scores_the_data_and_both_agents(tmp_path, monkeypatch, capsy
     scores = load_example("offline_rl").main(["--steps", "50", "--dataset-size", "1000", "--episodes", "2"])
     assert set(scores) == {"data", "TD3+BC", "IQL"}
     assert all(np.isfinite(score) for score in scores.values())
+    assert scores["data"] == pytest.approx(4.60, abs=0.01)  # the first 1,000 steps of the recorded replay buffer
     assert "1000 transitions" in capsys.readouterr().out
-
-
-def test_offline_rl_episode_returns_sum_rewards_between_episode_ends() -> None:
-    data = {
-        "rewards": np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
-        "terminals": np.array([False, True, False, False, False]),
-        "timeouts": np.array([False, False, False, True, False]),
-    }
-    np.testing.assert_array_equal(load_example("offline_rl").episode_returns(data), [3.0, 7.0, 5.0])
 
 
 def test_tool_agent_oracle_answers_every_question_and_random_none(capsys) -> None:
     rates = load_example("tool_agent").main(["--episodes", "4"])
     assert rates["oracle"] == {1: 1.0, 2: 1.0}
-    assert rates["random"][1] < 1.0 and rates["random"][2] < 1.0
+    assert rates["random"] == {1: 0.0, 2: 0.0}
     out = capsys.readouterr().out
     assert "<search>" in out and "<answer>" in out

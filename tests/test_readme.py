@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import builtins
 import importlib
@@ -18,8 +19,14 @@ from palaestra.agents import get_algorithm
 from palaestra.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-# Names the examples leave to the reader on purpose: the protocol sketch's types and a text agent's observations.
-PLACEHOLDERS = {"Protocol", "action", "state", "first_observation", "obs_a", "obs_b"}
+# Names an example leaves to the reader on purpose, keyed by a line of that example: the protocol sketch's types
+# and a text agent's observations.
+PLACEHOLDERS = {
+    "class Policy(Protocol):": {"Protocol", "action", "state"},
+    "agent.predict(first_observation)": {"first_observation", "obs_a", "obs_b"},
+}
+# Values for the placeholders of ``[--option VALUE]`` parts of the README's commands.
+OPTION_VALUES = {"ID": "CartPole-v1", "N": "100", "S": "1"}
 
 
 def fenced_blocks(markdown: str, language: str) -> list[str]:
@@ -40,13 +47,21 @@ def fenced_blocks(markdown: str, language: str) -> list[str]:
 
 
 def cli_commands(bash_blocks: list[str]) -> list[list[str]]:
-    """The ``palaestra ...`` command lines of bash blocks as argv lists, without comments and ``[optional]`` parts."""
+    """The ``palaestra ...`` command lines of bash blocks as argv lists, without comments.
+
+    A line with ``[optional]`` parts gives two commands: without them, and with all of them (placeholder values
+    filled in from :data:`OPTION_VALUES`).
+    """
     commands: list[list[str]] = []
     for block in bash_blocks:
         for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"\[[^\]]*\]", "", line.split("#")[0])
-            if line.strip().startswith("palaestra "):
-                commands.append(shlex.split(line)[1:])
+            line = line.split("#")[0]
+            if not line.strip().startswith("palaestra "):
+                continue
+            commands.append(shlex.split(re.sub(r"\[[^\]]*\]", "", line))[1:])
+            if "[" in line:
+                words = shlex.split(line.replace("[", " ").replace("]", " "))[1:]
+                commands.append([OPTION_VALUES.get(word, word) for word in words])
     return commands
 
 
@@ -67,14 +82,20 @@ def bound_and_used(tree: ast.AST) -> tuple[set[str], set[str]]:
 
 
 def unbound_names(blocks: list[str]) -> dict[int, set[str]]:
-    """Per block, the names it reads that neither it nor an earlier block binds (builtins and placeholders aside)."""
-    known = set(dir(builtins)) | PLACEHOLDERS
+    """Per block, the names a statement reads before it, an earlier statement or an earlier block binds them.
+
+    Builtins are known everywhere; a block's :data:`PLACEHOLDERS` in that block only.
+    """
+    known = set(dir(builtins))
     missing: dict[int, set[str]] = {}
     for index, block in enumerate(blocks):
-        bound, used = bound_and_used(ast.parse(block))
-        known |= bound
-        if used - known:
-            missing[index] = used - known
+        placeholders = set().union(*(names for line, names in PLACEHOLDERS.items() if line in block))
+        for statement in ast.parse(block).body:
+            bound, used = bound_and_used(statement)
+            known |= bound  # names a statement binds count inside it (a loop variable, a function's arguments)
+            missing.setdefault(index, set()).update(used - known - placeholders)
+        if not missing[index]:
+            del missing[index]
     return missing
 
 
@@ -115,9 +136,18 @@ def test_readme_has_python_examples() -> None:
     assert len(BLOCKS) >= 10
 
 
-def test_unbound_names_finds_a_name_used_before_any_block_binds_it() -> None:
-    blocks = ["env = gym.make('CartPole-v1')", "import gymnasium as gym\nmodel.learn(10)"]
+def test_unbound_names_finds_a_name_used_before_it_is_bound() -> None:
+    blocks = ["env = gym.make('CartPole-v1')", "import gymnasium as gym\nmodel.learn(10)\nmodel = 1", "print(env, gym)"]
     assert unbound_names(blocks) == {0: {"gym"}, 1: {"model"}}
+    assert unbound_names(["print(obs_a)"]) == {0: {"obs_a"}}  # a placeholder only where its example stands
+
+
+def test_cli_commands_checks_optional_parts_with_placeholder_values() -> None:
+    commands = cli_commands(["palaestra eval --checkpoint runs/x [--env ID] [--json]\n"])
+    assert commands == [
+        ["eval", "--checkpoint", "runs/x"],
+        ["eval", "--checkpoint", "runs/x", "--env", "CartPole-v1", "--json"],
+    ]
 
 
 def test_every_readme_example_binds_the_names_it_uses() -> None:
@@ -138,13 +168,14 @@ def test_every_readme_attribute_of_an_import_exists(module: str, name: str | Non
     assert hasattr(owner, attribute), f"README reads {attribute} from {name or module}, which has no such attribute"
 
 
-def test_cli_commands_joins_continuations_and_drops_comments_and_optional_parts() -> None:
-    block = "palaestra train --algo ppo \\\n  --out runs/x [--n-envs 8]  # a comment\nls runs\n"
+def test_cli_commands_joins_continuations_and_drops_comments() -> None:
+    block = "palaestra train --algo ppo \\\n  --out runs/x  # a comment\nls runs\n"
     assert cli_commands([block]) == [["train", "--algo", "ppo", "--out", "runs/x"]]
 
 
 def test_readme_has_a_command_for_every_subcommand() -> None:
-    assert {command[0] for command in COMMANDS} == {"list", "train", "eval", "collect", "bench"}
+    subcommands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    assert {command[0] for command in COMMANDS} == set(subcommands.choices)
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)

@@ -4,26 +4,8 @@ import numpy as np
 import pytest
 
 from benchmarks import harness
-from benchmarks.harness import markdown_table, render_readme_section, time_callables, write_results
+from benchmarks.harness import markdown_table, render_readme_section, write_results
 from benchmarks.plotting import plot_learning_curves
-
-
-def test_time_callables_interleaves_and_counts_calls():
-    calls = {"a": 0, "b": 0}
-
-    def make(name):
-        def fn():
-            calls[name] += 1
-
-        return fn
-
-    timings = time_callables({"a": make("a"), "b": make("b")}, number=5, repeats=3, warmup=2)
-    assert calls == {"a": 25, "b": 25}
-    assert len(timings["a"].per_call_s) == 3
-    assert timings["a"].min_s <= timings["a"].median_s
-    assert set(timings["b"].to_dict()) >= {"median_s", "min_s", "max_s", "number"}
-    with pytest.raises(ValueError, match="need number >= 1"):
-        time_callables({"a": make("a")}, number=0)
 
 
 def test_write_results_adds_machine_facts_atomically(tmp_path):

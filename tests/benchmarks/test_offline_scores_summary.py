@@ -35,6 +35,9 @@ def test_main_writes_the_table_between_the_readme_markers(tmp_path):
     assert "| IQM over the 2 datasets |  | - | - |" in text  # IQL has 2 seeds on one dataset and none on the other
     with pytest.raises(SystemExit):
         offline_scores_summary.main(["nothing"], tmp_path, readme)
+    (tmp_path / "again.json").write_text(json.dumps(payload))
+    with pytest.raises(SystemExit):  # hopper twice would count its runs twice in the IQM
+        offline_scores_summary.main(["scores", "again"], tmp_path, readme)
 
 
 def test_final_scores_is_a_seeds_by_datasets_matrix_only_when_every_dataset_has_as_many_seeds():

@@ -22,7 +22,7 @@ from torch import nn
 
 from palaestra.agents.offline.common import OfflineAgent, build_offline_agent, mlp, soft_update
 from palaestra.agents.offline.td3_bc import _Critic
-from palaestra.envs.offline.dataset import episode_bounds
+from palaestra.envs.offline.dataset import episode_returns
 
 __all__ = ["IQL", "build_iql", "expectile_loss", "iql_actor_loss", "iql_q_target", "reward_scale"]
 
@@ -53,8 +53,7 @@ def reward_scale(rewards: np.ndarray, episode_ends: np.ndarray) -> float:
         rewards: Per-step rewards, episodes concatenated.
         episode_ends: Boolean flags marking each episode's last step (terminal or time-out).
     """
-    starts, _ = episode_bounds(episode_ends)
-    returns = np.add.reduceat(rewards.astype(np.float64), starts)
+    returns = episode_returns(rewards, episode_ends)
     spread = float(returns.max() - returns.min())
     if spread <= 0:
         raise ValueError("cannot scale rewards: every episode of the dataset has the same return")

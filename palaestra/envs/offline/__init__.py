@@ -10,6 +10,7 @@ its data are palaestra's own, generated locally from shipped SAC behaviour polic
 from palaestra.envs.offline.dataset import (
     dataset_arrays,
     episode_bounds,
+    episode_returns,
     from_d4rl_hdf5,
     load_minari_dataset,
     qlearning_dataset,
@@ -25,6 +26,7 @@ __all__ = [
     "dataset_arrays",
     "dataset_id",
     "episode_bounds",
+    "episode_returns",
     "from_d4rl_hdf5",
     "generate_dataset",
     "load_minari_dataset",

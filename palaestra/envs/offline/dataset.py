@@ -14,7 +14,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["D4RL_KEYS", "dataset_arrays", "episode_bounds", "from_d4rl_hdf5", "load_minari_dataset", "qlearning_dataset"]
+__all__ = [
+    "D4RL_KEYS",
+    "dataset_arrays",
+    "episode_bounds",
+    "episode_returns",
+    "from_d4rl_hdf5",
+    "load_minari_dataset",
+    "qlearning_dataset",
+]
 
 #: Keys of :func:`dataset_arrays` (D4RL's ``get_dataset`` keys plus the exact next observations).
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
@@ -106,6 +114,18 @@ def episode_bounds(episode_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(ends) == 0 or ends[-1] != n - 1:
         ends = np.append(ends, n - 1)
     return np.concatenate([[0], ends[:-1] + 1]), ends
+
+
+def episode_returns(rewards: np.ndarray, episode_ends: np.ndarray) -> np.ndarray:
+    """Undiscounted return of each episode (float64), the episodes split as :func:`episode_bounds` splits them.
+
+    Raises:
+        ValueError: If there are no rows, or ``rewards`` and ``episode_ends`` differ in length.
+    """
+    if len(rewards) != len(episode_ends):
+        raise ValueError(f"rewards has {len(rewards)} rows but episode_ends has {len(episode_ends)}; expected as many")
+    starts, _ = episode_bounds(episode_ends)
+    return np.add.reduceat(np.asarray(rewards, dtype=np.float64), starts)
 
 
 def qlearning_dataset(

@@ -362,3 +362,13 @@ def test_episode_bounds_split_at_flags_and_keep_a_cut_last_episode():
     assert starts.tolist() == [0] and ends.tolist() == [1]
     with pytest.raises(ValueError, match="no transitions"):
         episode_bounds(np.array([], dtype=bool))
+
+
+def test_episode_returns_sum_each_episodes_rewards_in_float64():
+    from palaestra.envs.offline import episode_returns
+
+    rewards = np.array([1.0, 2.0, 3.0, 4.0, 5.0], dtype=np.float32)
+    returns = episode_returns(rewards, np.array([False, True, False, True, False]))
+    assert returns.dtype == np.float64 and returns.tolist() == [3.0, 7.0, 5.0]  # the cut last episode counts
+    with pytest.raises(ValueError, match="rewards has 5 rows but episode_ends has 2"):
+        episode_returns(rewards, np.array([False, True]))
