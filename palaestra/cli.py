@@ -17,7 +17,7 @@ import gymnasium as gym
 
 import palaestra
 from palaestra.agents import ALGORITHMS, AlgorithmSpec, get_algorithm
-from palaestra.evaluation import evaluate
+from palaestra.evaluation import EvaluationResult, evaluate
 
 __all__ = ["main"]
 
@@ -161,12 +161,29 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     if expected_space is not None and env.observation_space != expected_space:
         raise UsageError(f"{env_id} observes {env.observation_space}, but the checkpoint expects {expected_space}")
     result = evaluate(model, env, n_episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
+    normalized = normalized_scores(env, result)
     if args.json:
-        print(json.dumps({"env_id": env_id, "env_kwargs": env_kwargs, **result.to_dict()}))
+        print(json.dumps({"env_id": env_id, "env_kwargs": env_kwargs, **result.to_dict(), **normalized}))
     else:
         label = f"{env_id} {perturbation}" if perturbation else env_id
-        print(f"{label}: {result}")
+        score = (
+            f"; D4RL-normalised score {normalized['normalized_score']:.1f} ({result.confidence_level:.0%} CI "
+            f"{normalized['normalized_ci_low']:.1f} to {normalized['normalized_ci_high']:.1f})"
+            if normalized
+            else ""
+        )
+        print(f"{label}: {result}{score}")
     return 0
+
+
+def normalized_scores(env: gym.Env, result: EvaluationResult) -> dict[str, float]:
+    """An offline env's D4RL-normalised (x100) mean return and CI bounds; empty for an env without a reference."""
+    try:
+        normalize = env.get_wrapper_attr("get_normalized_score")
+    except AttributeError:
+        return {}
+    bounds = {"normalized_score": result.mean, "normalized_ci_low": result.ci_low, "normalized_ci_high": result.ci_high}
+    return {key: 100.0 * float(normalize(value)) for key, value in bounds.items()}
 
 
 def _wrap_in_cdsa(policy: Any, score_checkpoint: str, knobs: dict[str, Any]) -> Any:

@@ -53,6 +53,7 @@ def test_eval_nominal_and_perturbed(checkpoint, capsys):
     assert main(["eval", "--checkpoint", str(checkpoint), "--episodes", "3", "--json"]) == 0
     nominal = json.loads(capsys.readouterr().out)
     assert nominal["n_episodes"] == 3 and nominal["env_id"] == "RobustCartPole-v0"
+    assert "normalized_score" not in nominal  # only offline envs have a D4RL reference
     perturbation = ["--perturbation", "length=3.0", "masspole=3"]
     assert main(["eval", "--checkpoint", str(checkpoint), "--episodes", "3", "--json", *perturbation]) == 0
     perturbed = json.loads(capsys.readouterr().out)

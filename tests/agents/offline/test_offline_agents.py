@@ -1,5 +1,6 @@
 """TD3+BC and IQL: losses against hand-computed numbers, training mechanics, persistence, CLI and learning."""
 
+import json
 import math
 
 import gymnasium as gym
@@ -173,8 +174,13 @@ def test_cli_trains_and_evaluates_offline_agents(algo, tmp_path, capsys):
     args = ["train", "--algo", algo, "--env", "pendulum-medium-v0", "--timesteps", "20", "--out", str(out)]
     assert main([*args, "--env-kwargs", "dataset_size=400", "progress=False", "--no-progress-bar"]) == 0
     assert (out / "model.pt").is_file() and (out / "progress.csv").is_file()
-    assert main(["eval", "--checkpoint", str(out), "--episodes", "1", "--json"]) == 0
-    assert '"mean_return"' in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(out), "--episodes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    score = gym.make("pendulum-medium-v0", dataset_size=400).get_normalized_score(result["mean_return"])
+    assert result["normalized_score"] == pytest.approx(100 * score)
+    assert result["normalized_ci_low"] <= result["normalized_score"] <= result["normalized_ci_high"]
+    assert main(["eval", "--checkpoint", str(out), "--episodes", "2"]) == 0
+    assert "D4RL-normalised score" in capsys.readouterr().out
 
 
 # --- learning ----------------------------------------------------------------------------------------
