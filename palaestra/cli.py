@@ -57,6 +57,16 @@ def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
         raise UsageError(f"cannot make env {env_id!r}{kwargs}: {error}") from None
 
 
+def _is_offline_id(env_id: str) -> bool:
+    from palaestra.envs.offline import parse_offline_env_id
+
+    try:
+        parse_offline_env_id(env_id)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_action_space(spec: AlgorithmSpec, env: gym.Env, env_id: str) -> None:
     space = type(env.action_space).__name__
     if spec.action_spaces and space not in spec.action_spaces:
@@ -77,6 +87,8 @@ def train(args: argparse.Namespace) -> int:
     if (out / METADATA_FILE).exists() and not args.overwrite:
         raise UsageError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite")
     env_kwargs = parse_assignments(args.env_kwargs, "--env-kwargs")
+    if args.no_progress_bar and _is_offline_id(args.env):
+        env_kwargs.setdefault("progress", False)  # the bar of a dataset generated on first use, too
     hyperparams = parse_assignments(args.hyperparams, "--hyperparams")
     if args.model is not None:  # LLM agents: "tiny" or a local model directory
         hyperparams["model"] = args.model

@@ -172,7 +172,8 @@ def test_cli_trains_and_evaluates_offline_agents(algo, tmp_path, capsys):
     assert spec.builder is not None
     out = tmp_path / algo
     args = ["train", "--algo", algo, "--env", "pendulum-medium-v0", "--timesteps", "20", "--out", str(out)]
-    assert main([*args, "--env-kwargs", "dataset_size=400", "progress=False", "--no-progress-bar"]) == 0
+    assert main([*args, "--env-kwargs", "dataset_size=400", "--no-progress-bar"]) == 0
+    assert "pendulum-medium" not in capsys.readouterr().err  # nor the bar of the dataset generated on first use
     assert (out / "model.pt").is_file() and (out / "progress.csv").is_file()
     assert main(["eval", "--checkpoint", str(out), "--episodes", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
