@@ -38,17 +38,15 @@ def score_cell(runs: list[dict[str, Any]], full_seeds: int = 3) -> str:
     return f"{stats['last']:.1f}{interval} / {stats['late']:.1f}{count}"
 
 
-def final_scores(runs: list[dict[str, Any]], env_ids: list[str], algo: str) -> np.ndarray | None:
-    """The ``(runs, datasets)`` matrix of ``algo``'s last evaluations, or None unless every dataset has equally many runs.
+def final_scores(per_dataset: list[list[dict[str, Any]]]) -> np.ndarray | None:
+    """One agent's last evaluations as a ``(runs, datasets)`` matrix; None unless every dataset has equally many runs.
 
-    Row ``i`` holds each dataset's ``i``-th run in file order, whatever its seed: the stratified bootstrap resamples
-    runs within each dataset, so rows need not pair seeds.
+    ``per_dataset`` holds the agent's runs on each dataset. Row ``i`` holds each dataset's ``i``-th run in file order,
+    whatever its seed: the stratified bootstrap resamples runs within each dataset, so rows need not pair seeds.
     """
-    per_dataset = [[run["eval_history"][-1]["normalized_score"] for run in runs if run["env_id"] == env_id
-                    and run["algo"] == algo] for env_id in env_ids]  # fmt: skip
-    if not per_dataset[0] or any(len(scores) != len(per_dataset[0]) for scores in per_dataset):
+    if not per_dataset[0] or any(len(runs) != len(per_dataset[0]) for runs in per_dataset):
         return None
-    return np.asarray(per_dataset, dtype=float).T
+    return np.asarray([[run["eval_history"][-1]["normalized_score"] for run in runs] for runs in per_dataset]).T
 
 
 def iqm_cell(scores: np.ndarray | None, reps: int = 10_000) -> str:
@@ -73,19 +71,19 @@ def iqm_cell(scores: np.ndarray | None, reps: int = 10_000) -> str:
 
 def summary_table(payloads: list[dict[str, Any]], kinds: list[str]) -> str:
     """One row per task of each file (in the files' order) and kind, then the IQM; columns: data score, each agent."""
-    rows, env_ids, all_runs = [], [], []
+    rows = []
+    runs_by_algo: dict[str, list[list[dict[str, Any]]]] = {algo: [] for algo in ALGOS}  # per dataset, in row order
     for payload in payloads:
-        all_runs += payload["runs"]
         for task in payload["args"]["tasks"]:
             for kind in kinds:
                 env_id = f"{task}-{kind}-v0"
-                env_ids.append(env_id)
-                runs = [run for run in payload["runs"] if run["env_id"] == env_id]
+                for algo, per_dataset in runs_by_algo.items():
+                    per_dataset.append([run for run in payload["runs"] if run["env_id"] == env_id and run["algo"] == algo])
                 data = payload.get("data_scores", {}).get(env_id)
-                cells = [score_cell([run for run in runs if run["algo"] == algo]) for algo in ALGOS]
+                cells = [score_cell(per_dataset[-1]) for per_dataset in runs_by_algo.values()]
                 rows.append([env_id, "-" if data is None else f"{data:.1f}", *cells])
-    iqms = [iqm_cell(final_scores(all_runs, env_ids, algo)) for algo in ALGOS]
-    rows.append([f"IQM over the {len(env_ids)} datasets", "", *iqms])
+    iqms = [iqm_cell(final_scores(per_dataset)) for per_dataset in runs_by_algo.values()]
+    rows.append([f"IQM over the {len(rows)} datasets", "", *iqms])
     return markdown_table(["dataset", "data", *ALGOS.values()], rows)
 
 

@@ -41,10 +41,11 @@ def test_main_writes_the_table_between_the_readme_markers(tmp_path):
 
 
 def test_final_scores_is_a_seeds_by_datasets_matrix_only_when_every_dataset_has_as_many_seeds():
-    runs = [run("a", "iql", [0.0, 1.0]), run("a", "iql", [0.0, 2.0]), run("b", "iql", [3.0]), run("b", "iql", [4.0])]
-    np.testing.assert_array_equal(offline_scores_summary.final_scores(runs, ["a", "b"], "iql"), [[1.0, 3.0], [2.0, 4.0]])
-    assert offline_scores_summary.final_scores(runs[:3], ["a", "b"], "iql") is None
-    assert offline_scores_summary.final_scores(runs, ["a", "b"], "td3bc") is None
+    on_a = [run("a", "iql", [0.0, 1.0]), run("a", "iql", [0.0, 2.0])]
+    on_b = [run("b", "iql", [3.0]), run("b", "iql", [4.0])]
+    np.testing.assert_array_equal(offline_scores_summary.final_scores([on_a, on_b]), [[1.0, 3.0], [2.0, 4.0]])
+    assert offline_scores_summary.final_scores([on_a, on_b[:1]]) is None
+    assert offline_scores_summary.final_scores([[], []]) is None  # an agent with no run
 
 
 def test_iqm_cell_trims_a_quarter_at_each_end():
