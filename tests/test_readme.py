@@ -99,16 +99,20 @@ def unbound_names(blocks: list[str]) -> dict[int, set[str]]:
     return missing
 
 
-def imported_names(blocks: list[str]) -> list[tuple[str, str | None]]:
+def import_aliases(tree: ast.AST) -> dict[str, tuple[str, str | None]]:
+    """The names a tree's imports bind, each to its ``(module, name)``; ``name`` is None for ``import module``."""
+    aliases: dict[str, tuple[str, str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {alias.asname or alias.name: (alias.name, None) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            aliases |= {alias.asname or alias.name: (node.module, alias.name) for alias in node.names}
+    return aliases
+
+
+def imported_names(blocks: list[str]) -> set[tuple[str, str | None]]:
     """Every ``(module, name)`` the blocks import; ``name`` is None for ``import module``."""
-    imports: list[tuple[str, str | None]] = []
-    for block in blocks:
-        for node in ast.walk(ast.parse(block)):
-            if isinstance(node, ast.Import):
-                imports += [(alias.name, None) for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                imports += [(node.module, alias.name) for alias in node.names]
-    return imports
+    return {target for block in blocks for target in import_aliases(ast.parse(block)).values()}
 
 
 def imported_attributes(blocks: list[str]) -> set[tuple[str, str | None, str]]:
@@ -117,11 +121,7 @@ def imported_attributes(blocks: list[str]) -> set[tuple[str, str | None, str]]:
     attributes: set[tuple[str, str | None, str]] = set()
     for block in blocks:
         tree = ast.parse(block)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                aliases |= {alias.asname or alias.name: (alias.name, None) for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                aliases |= {alias.asname or alias.name: (node.module, alias.name) for alias in node.names}
+        aliases |= import_aliases(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
                 attributes.add((*aliases[node.value.id], node.attr))
@@ -154,7 +154,7 @@ def test_every_readme_example_binds_the_names_it_uses() -> None:
     assert unbound_names(BLOCKS) == {}
 
 
-@pytest.mark.parametrize(("module", "name"), sorted(set(imported_names(BLOCKS)), key=str))
+@pytest.mark.parametrize(("module", "name"), sorted(imported_names(BLOCKS), key=str))
 def test_every_readme_import_resolves(module: str, name: str | None) -> None:
     imported = importlib.import_module(module)
     if name is not None:
