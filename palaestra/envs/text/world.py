@@ -52,6 +52,22 @@ _OCCUPATIONS = ("chemist", "painter", "engineer", "botanist", "cartographer", "c
 _ORG_DESCRIPTIONS = ("a research organisation", "a trading company", "a learned society", "a publishing house",
                      "an engineering firm", "a charitable trust", "a workshop", "a school")  # fmt: skip
 _WORK_DESCRIPTIONS = ("a novel", "a treatise", "an atlas", "a symphony", "a collection of poems", "a play", "a memoir")
+# Words whose first letter misleads about the sound that picks "a" or "an": a vowel letter read as a consonant
+# ("a university", "a one-act play") and a silent h ("an hour").
+_CONSONANT_SOUND_PREFIXES = ("uni", "use", "usu", "uti", "eu", "ewe", "one", "once")
+_VOWEL_SOUND_PREFIXES = ("hour", "honest", "honour", "honor", "heir")
+
+
+def _with_article(noun: str) -> str:
+    """``noun`` preceded by "a" or "an", chosen by its first sound: "an architect", "a historian", "a university"."""
+    word = noun.lower()
+    if word.startswith(_VOWEL_SOUND_PREFIXES):
+        vowel_sound = True
+    elif word.startswith(_CONSONANT_SOUND_PREFIXES):
+        vowel_sound = False
+    else:
+        vowel_sound = word[:1] in ("a", "e", "i", "o", "u")
+    return f"{'an' if vowel_sound else 'a'} {noun}"
 
 
 @dataclass(frozen=True)
@@ -398,7 +414,7 @@ class _Generator:
     def _document(self, entity: Entity) -> Document:
         facts = entity.facts
         if entity.kind == "person":
-            intro = f"{entity.name} (also listed as {entity.aliases[0]}) is a {facts['occupation']}."
+            intro = f"{entity.name} (also listed as {entity.aliases[0]}) is {_with_article(facts['occupation'])}."
         elif entity.kind == "organisation":
             intro = f"{entity.name} is {facts['description']}."
         elif entity.kind == "work":

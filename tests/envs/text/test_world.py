@@ -1,8 +1,10 @@
+import re
+
 import pytest
 
 from palaestra.envs.text.rewards import contains_answer, normalize_answer
 from palaestra.envs.text.search import index_for
-from palaestra.envs.text.world import WorldConfig, _build_world, build_world
+from palaestra.envs.text.world import WorldConfig, _build_world, _with_article, build_world
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +119,27 @@ def test_bad_config_raises(kwargs):
 def test_build_world_type_error():
     with pytest.raises(TypeError, match="WorldConfig"):
         build_world({"seed": 0})
+
+
+@pytest.mark.parametrize(
+    ("noun", "expected"),
+    [
+        ("architect", "an architect"),
+        ("engineer", "an engineer"),
+        ("astronomer", "an astronomer"),
+        ("chemist", "a chemist"),
+        ("historian", "a historian"),
+        ("university", "a university"),
+        ("hour", "an hour"),
+        ("Atlas", "an Atlas"),
+    ],
+)
+def test_with_article_follows_the_first_sound(noun, expected):
+    assert _with_article(noun) == expected
+
+
+def test_documents_use_a_before_consonants_and_an_before_vowels(world, hot_world):
+    texts = [d.text for w in (world, hot_world) for d in w.documents]
+    assert not [m.group(0) for t in texts for m in re.finditer(r"\b[Aa] [AEIOUaeiou]\w*", t)]
+    assert not [m.group(0) for t in texts for m in re.finditer(r"\b[Aa]n (?![AEIOUaeiou])\w+", t)]
+    assert any(" is an architect." in t for t in texts)  # the occupations that start with a vowel
