@@ -1,19 +1,25 @@
-"""The ``palaestra`` command: ``list`` env ids, ``train`` an agent, ``eval`` a checkpoint, ``collect`` offline data.
+"""The ``palaestra`` command: ``list``, ``train``, ``eval``, ``collect``, ``bench`` and ``plot``.
 
-User errors (an unknown id or algorithm, a bad keyword, a missing checkpoint) print one line to stderr
-and exit with status 2; anything else is a bug and keeps its traceback.
+User errors (an unknown id or algorithm, a bad keyword or value, a missing or foreign checkpoint, an unreadable
+dataset) print one line to stderr and exit with status 2, having written nothing; Ctrl-C prints one line saying what
+was kept and exits with status 130; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import json
+import re
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, NoReturn
 
 import gymnasium as gym
+import numpy as np
 
 import palaestra
 from palaestra.agents import ALGORITHMS, AlgorithmSpec, get_algorithm
@@ -27,6 +33,10 @@ MODEL_STEM = "model"
 
 class UsageError(Exception):
     """A mistake in the command line: reported in one line, without a traceback."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: reported in one line that says what was kept, exit status 130."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,8 +63,32 @@ def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
     try:
         return gym.make(env_id, **env_kwargs)
     except (gym.error.Error, TypeError, ValueError) as error:
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        if unexpected and unexpected.group(1) == "perturbation":
+            raise UsageError(
+                f"{env_id} has no physical parameters to perturb; --perturbation works on {_perturbable_ids()}"
+            ) from None
+        if unexpected:
+            raise UsageError(f"{env_id} does not take the keyword argument {unexpected.group(1)!r}") from None
         kwargs = f" with {env_kwargs}" if env_kwargs else ""
-        raise UsageError(f"cannot make env {env_id!r}{kwargs}: {error}") from None
+        reason = str(error).split(" was raised from the environment creator")[0]  # gymnasium appends one per layer
+        raise UsageError(f"cannot make env {env_id!r}{kwargs}: {reason}") from None
+
+
+def _perturbable_ids() -> str:
+    """The registered palaestra ids whose env takes a ``perturbation`` keyword."""
+    import inspect
+
+    ids = []
+    for env_id, env_spec in gym.registry.items():
+        entry = env_spec.entry_point
+        if not isinstance(entry, str) or not entry.startswith("palaestra."):
+            continue
+        module, _, name = entry.partition(":")
+        target = getattr(importlib.import_module(module), name, None)
+        if target is not None and "perturbation" in inspect.signature(target).parameters:
+            ids.append(env_id)
+    return ", ".join(sorted(ids))
 
 
 def _is_offline_id(env_id: str) -> bool:
@@ -74,9 +108,15 @@ def _check_action_space(spec: AlgorithmSpec, env: gym.Env, env_id: str) -> None:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Build the algorithm on the env, train it with a progress bar and write logs and the checkpoint."""
-    from stable_baselines3.common.env_util import make_vec_env
+    """Build the algorithm on the env, train it with a progress bar and write logs and the checkpoint.
+
+    Everything the command line can get wrong is checked before the first file is written: the algorithm, the
+    env and whether it fits the algorithm's family, each hyperparameter's name, type and range, and the output
+    directory. Ctrl-C saves the model trained so far beside its logs (or removes what it wrote, if no step ran).
+    """
     from stable_baselines3.common.logger import configure
+
+    from palaestra.agents.hyperparams import check_hyperparams
 
     spec = _algorithm(args.algo)
     if args.timesteps < 1:
@@ -84,32 +124,38 @@ def train(args: argparse.Namespace) -> int:
     if args.n_envs < 1:
         raise UsageError(f"--n-envs must be >= 1, got {args.n_envs}")
     out = Path(args.out)
-    if (out / METADATA_FILE).exists() and not args.overwrite:
-        raise UsageError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite")
+    earlier_run = _run_files(out)
+    if earlier_run and not args.overwrite:
+        if (out / METADATA_FILE).exists():
+            raise UsageError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite")
+        raise UsageError(
+            f"{out} holds the logs of an earlier run that did not finish ({', '.join(p.name for p in earlier_run)}); "
+            "choose another --out or pass --overwrite to replace them"
+        )
     env_kwargs = parse_assignments(args.env_kwargs, "--env-kwargs")
     if args.no_progress_bar and _is_offline_id(args.env):
         env_kwargs.setdefault("progress", False)  # the bar of a dataset generated on first use, too
     hyperparams = parse_assignments(args.hyperparams, "--hyperparams")
     if args.model is not None:  # LLM agents: "tiny" or a local model directory
+        if spec.family != "llm":
+            raise UsageError(f"--model is for the LLM agents ({', '.join(_names_of('llm'))}); {spec.name} takes no model")
         hyperparams["model"] = args.model
-    _check_action_space(spec, make_env(args.env, env_kwargs), args.env)
-    _set_threads(args.threads)
-
-    builder = spec.load_builder()
+    probe = make_env(args.env, env_kwargs)
     try:
-        if builder is not None:
-            model = builder(args.env, env_kwargs, args.seed, hyperparams)
-        else:
-            env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=env_kwargs)
-            positional = () if spec.policy is None else (spec.policy,)
-            model = spec.load_class()(*positional, env, seed=args.seed, verbose=0, **hyperparams)
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"cannot build {spec.name} with {hyperparams}: {error}") from None
+        _check_env_fits(spec, probe, args.env)
+    finally:
+        probe.close()
+    try:
+        check_hyperparams(spec.name, spec.load_class(), hyperparams, spec.extra_hyperparams)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    _set_threads(args.threads)
+    model = _build(spec, args, env_kwargs, hyperparams)
+
+    for path in earlier_run:  # --overwrite: only now that the new run has started is the old one removed
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
-    model.set_logger(configure(str(out), formats))
-    model.learn(total_timesteps=args.timesteps, progress_bar=not args.no_progress_bar)
-    model.save(out / MODEL_STEM)
     metadata = {
         "algo": spec.name,
         "env_id": args.env,
@@ -120,9 +166,129 @@ def train(args: argparse.Namespace) -> int:
         "n_envs": args.n_envs,
         "palaestra_version": palaestra.__version__,
     }
-    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    print(f"trained {spec.name} on {args.env} for {args.timesteps} steps; checkpoint and logs in {out}")
+    formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
+    model.set_logger(configure(str(out), formats))
+    try:
+        model.learn(total_timesteps=args.timesteps, progress_bar=not args.no_progress_bar)
+    except KeyboardInterrupt:
+        steps = _steps_trained(model)
+        if not steps and not getattr(model, "sft_done", False):
+            _remove_run(out, created)
+            raise Interrupted("interrupted before the first training step; nothing was written") from None
+        _save_run(model, out, {**metadata, "timesteps_trained": steps, "interrupted": True})
+        raise Interrupted(
+            f"interrupted after {steps} of {args.timesteps} steps; saved the model trained so far and its logs in {out}"
+        ) from None
+    except BaseException:
+        if not _steps_trained(model):
+            _remove_run(out, created)  # a failed start leaves nothing behind
+        raise
+    steps = _steps_trained(model)
+    _save_run(model, out, {**metadata, "timesteps_trained": steps})
+    if steps is not None and steps != args.timesteps:
+        trained = f"{steps} steps (--timesteps {args.timesteps} rounded up to whole rollouts of {_rollout_size(model)})"
+    else:
+        trained = f"{args.timesteps} steps"
+    print(f"trained {spec.name} on {args.env} for {trained}; checkpoint and logs in {out}")
     return 0
+
+
+def _build(spec: AlgorithmSpec, args: argparse.Namespace, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> Any:
+    """The algorithm on ``args.env``: its builder, or SB3's ``Class(policy, vec_env, seed=..., **hyperparams)``."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from palaestra.envs.offline import DatasetError
+
+    builder = spec.load_builder()
+    try:
+        if builder is not None:
+            return builder(args.env, env_kwargs, args.seed, hyperparams)
+        env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=env_kwargs)
+        positional = () if spec.policy is None else (spec.policy,)
+        return spec.load_class()(*positional, env, seed=args.seed, verbose=0, **hyperparams)
+    except (DatasetError, FileNotFoundError, FileExistsError, RuntimeError) as error:  # the dataset, not the settings
+        raise UsageError(str(error)) from None
+    except (TypeError, ValueError, AssertionError) as error:  # SB3 checks some settings with ``assert``
+        raise UsageError(f"cannot build {spec.name} with {hyperparams}: {error}") from None
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted before training started; nothing was written") from None
+
+
+def _check_env_fits(spec: AlgorithmSpec, env: gym.Env, env_id: str) -> None:
+    """Refuse an env the algorithm's family cannot train on, naming the algorithms or ids that would fit."""
+    text = isinstance(env.observation_space, gym.spaces.Text) or isinstance(env.action_space, gym.spaces.Text)
+    if text and spec.family != "llm":
+        library = "Stable-Baselines3" if spec.family == "baseline" else spec.name
+        raise UsageError(
+            f"{spec.name} cannot train on {env_id}: its observations and actions are text (gymnasium.spaces.Text), "
+            f"which {library} does not take; use a text agent: {', '.join(_names_of('llm'))}"
+        )
+    if spec.family == "offline" and not _has_dataset(env):
+        raise UsageError(
+            f"{spec.name} learns from a dataset and {env_id} has none; use an offline id such as "
+            f"{_offline_id_for(env)} (`palaestra list` shows them all)"
+        )
+    space = type(env.action_space).__name__
+    if spec.action_spaces and space not in spec.action_spaces:
+        raise UsageError(f"{spec.name} needs a {' or '.join(spec.action_spaces)} action space, but {env_id} has {space}")
+
+
+def _has_dataset(env: gym.Env) -> bool:
+    try:
+        env.get_wrapper_attr("get_dataset")
+    except AttributeError:
+        return False
+    return True
+
+
+def _offline_id_for(env: gym.Env) -> str:
+    """An offline id over the same system as ``env`` (``RobustPendulum-v0`` -> ``pendulum-medium-v0``), else hopper's."""
+    from palaestra.envs.offline import specs
+
+    env_id = env.spec.id.lower() if env.spec is not None else ""
+    task = next((name for name in specs.TASKS if name in env_id), "hopper")
+    return specs.offline_env_id(task, "medium")
+
+
+def _names_of(family: str) -> list[str]:
+    return [name for name, spec in ALGORITHMS.items() if spec.family == family]
+
+
+def _run_files(out: Path) -> list[Path]:
+    """The files of an earlier ``palaestra train`` run in ``out``: checkpoint, metadata and logs."""
+    if not out.is_dir():
+        return []
+    names = {METADATA_FILE, "progress.csv", f"{MODEL_STEM}.zip", f"{MODEL_STEM}.pt", MODEL_STEM}
+    return sorted(p for p in out.iterdir() if p.name in names or p.name.startswith("events.out.tfevents."))
+
+
+def _remove_run(out: Path, created: bool) -> None:
+    """Remove what a run that never trained wrote into ``out`` (and ``out`` itself if the run created it)."""
+    for path in _run_files(out):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _save_run(model: Any, out: Path, metadata: dict[str, Any]) -> None:
+    model.save(out / MODEL_STEM)
+    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def _steps_trained(model: Any) -> int | None:
+    """Env steps (SB3, online), gradient steps (offline) or RL updates (LLM agents) done so far."""
+    for name in ("num_timesteps", "num_updates"):
+        value = getattr(model, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _rollout_size(model: Any) -> str:
+    n_steps, n_envs = getattr(model, "n_steps", None), getattr(model, "n_envs", None)
+    if isinstance(n_steps, int) and isinstance(n_envs, int):
+        return f"n_steps x n_envs = {n_steps} x {n_envs} = {n_steps * n_envs} steps"
+    return "the algorithm's collection steps"
 
 
 def load_checkpoint(checkpoint: str, algo: str | None) -> tuple[Any, dict[str, Any]]:
@@ -148,8 +314,9 @@ def load_checkpoint(checkpoint: str, algo: str | None) -> tuple[Any, dict[str, A
         spec, model_path, metadata = _algorithm(algo), path, {}
     try:
         return spec.load_class().load(model_path), metadata
-    except (ValueError, KeyError, RuntimeError) as error:
-        raise UsageError(f"cannot load {checkpoint!r} as {spec.name}: {error}") from None
+    except (ValueError, KeyError, RuntimeError, AttributeError, TypeError, OSError, zipfile.BadZipFile) as error:
+        other = "" if metadata else "; was it saved by another algorithm? (--algo names the one that saved it)"
+        raise UsageError(f"cannot load {checkpoint!r} as {spec.name}: {_one_line(error)}{other}") from None
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> int:
@@ -158,6 +325,14 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
     _set_threads(args.threads)
     model, metadata = load_checkpoint(args.checkpoint, args.algo)
+    spec = _algorithm(metadata.get("algo", args.algo))
+    if not spec.acts:
+        raise UsageError(
+            f"{args.checkpoint!r} holds a {spec.name} model, which is not a policy; "
+            f"pass it as --cdsa {args.checkpoint} beside a policy's --checkpoint"
+        )
+    if args.stochastic and spec.deterministic_actor:
+        raise UsageError(f"{spec.name}'s actor is deterministic, so --stochastic would change no action; drop it")
     env_id = args.env or metadata.get("env_id")
     if env_id is None:
         raise UsageError("pass --env: a bare .zip checkpoint does not record its env")
@@ -169,9 +344,10 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     if args.cdsa:
         model = _wrap_in_cdsa(model, args.cdsa, parse_assignments(args.cdsa_kwargs, "--cdsa-kwargs"))
     env = make_env(env_id, env_kwargs)
-    expected_space = getattr(model, "observation_space", None)
-    if expected_space is not None and env.observation_space != expected_space:
-        raise UsageError(f"{env_id} observes {env.observation_space}, but the checkpoint expects {expected_space}")
+    for what, found in (("observes", env.observation_space), ("acts in", env.action_space)):
+        expected = getattr(model, "observation_space" if what == "observes" else "action_space", None)
+        if expected is not None and not spaces_match(expected, found):
+            raise UsageError(f"{env_id} {what} {found}, but the checkpoint expects {expected}")
     result = evaluate(model, env, n_episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
     normalized = normalized_scores(env, result)
     if args.json:
@@ -186,6 +362,20 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
         )
         print(f"{label}: {result}{score}")
     return 0
+
+
+def spaces_match(expected: gym.Space, found: gym.Space) -> bool:
+    """Whether a policy made for ``expected`` can act on ``found``: same kind, shape and bounds, any dtype.
+
+    A Box's dtype is not compared: the offline agents store float32 spaces while MuJoCo envs declare float64,
+    and the policy casts what it is given.
+    """
+    if isinstance(expected, gym.spaces.Box) and isinstance(found, gym.spaces.Box):
+        return expected.shape == found.shape and all(
+            np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-6, atol=0.0)
+            for a, b in ((expected.low, found.low), (expected.high, found.high))
+        )
+    return bool(expected == found)
 
 
 def normalized_scores(env: gym.Env, result: EvaluationResult) -> dict[str, float]:
@@ -233,13 +423,18 @@ def collect(args: argparse.Namespace) -> int:
         targets = [parse_offline_env_id(env_id) for env_id in args.env]
     except ValueError as error:
         raise UsageError(str(error)) from None
-    for task, kind in targets:
+    written: list[str] = []
+    for env_id, (task, kind) in zip(args.env, targets, strict=True):
         try:
             dataset = generate_dataset(
                 task, kind, args.size, args.seed, overwrite=args.overwrite, progress=not args.no_progress_bar
             )
         except (FileExistsError, FileNotFoundError, ValueError, OSError) as error:
             raise UsageError(str(error)) from None
+        except KeyboardInterrupt:
+            kept = f"; kept the datasets already written: {', '.join(written)}" if written else ""
+            raise Interrupted(f"interrupted while generating {env_id}; nothing of it was written{kept}") from None
+        written.append(dataset.spec.dataset_id)
         print(
             f"wrote {dataset.spec.dataset_id} ({dataset.total_steps} steps, {dataset.total_episodes} episodes) "
             f"to {minari_root()}"
@@ -281,6 +476,18 @@ def bench(args: argparse.Namespace) -> int:
     for env_id, row in rows.items():
         print(f"{env_id:<{width}}  {row['steps_per_s']:>10,.0f}  {row['time_ratio']:.2f}")
     print(f"median of {args.repeats} interleaved rounds of {args.steps} random-action steps, resets included")
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    """Draw the learning curves of ``palaestra train`` runs into a PNG, the seeds of one config averaged."""
+    from palaestra.plotting import PlotError, plot_runs
+
+    try:
+        result = plot_runs(args.run_dirs, key=args.key, out=args.out)
+    except PlotError as error:
+        raise UsageError(str(error)) from None
+    print(result.summary())
     return 0
 
 
@@ -362,6 +569,23 @@ def build_parser() -> argparse.ArgumentParser:
     benchmarking.add_argument("--seed", type=int, default=0, help="seed of the resets and random actions (default 0)")
     benchmarking.add_argument("--json", action="store_true", help="print the result as JSON")
     benchmarking.set_defaults(handler=bench)
+
+    plotting = commands.add_parser("plot", help="draw the learning curves of `palaestra train` runs into a PNG")
+    plotting.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="directories written by `palaestra train --out`; runs that differ only in --seed are averaged",
+    )
+    plotting.add_argument(
+        "--key", help="progress.csv column (default: the evaluation score or return if logged, else rollout/ep_rew_mean)"
+    )
+    plotting.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="PNG to write (default: RUN_DIR/learning_curve.png for one run, else ./learning_curves.png)",
+    )
+    plotting.set_defaults(handler=plot)
     return parser
 
 
@@ -371,8 +595,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UsageError as error:
-        print(f"palaestra {args.command}: error: {error}", file=sys.stderr)
+        print(f"palaestra {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Interrupted as interruption:
+        print(f"palaestra {args.command}: {interruption}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"palaestra {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (some libraries' messages span several)."""
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

@@ -478,7 +478,7 @@ def _figure(
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise PlotError("plotting needs matplotlib: pip install 'palaestra[bench]' (or matplotlib)") from None
+        raise PlotError("plotting needs matplotlib, a dependency of palaestra: pip install matplotlib") from None
 
     figure = Figure(figsize=(6, 4))
     FigureCanvasAgg(figure)

@@ -82,11 +82,11 @@ def test_eval_of_a_bare_zip_needs_the_algorithm(checkpoint, capsys):
         (["train", "--algo", "dqn", "--env", "RobustPendulum-v0", "--out", "{tmp}"], "dqn needs a Discrete action space"),
         (
             ["train", "--algo", "ppo", "--env", "RobustCartPole-v0", "--out", "{tmp}", "--env-kwargs", "mass=2"],
-            "unexpected keyword argument 'mass'",
+            "RobustCartPole-v0 does not take the keyword argument 'mass'",
         ),
         (
             ["train", "--algo", "ppo", "--env", "RobustCartPole-v0", "--out", "{tmp}", "--hyperparams", "n_step=3"],
-            "cannot build ppo",
+            "unknown hyperparameter 'n_step' for ppo; did you mean 'n_steps'?",
         ),
         (
             ["train", "--algo", "ppo", "--env", "RobustCartPole-v0", "--out", "{tmp}", "--timesteps", "0"],

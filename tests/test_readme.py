@@ -186,3 +186,25 @@ def test_every_readme_command_parses_with_registered_names(argv: list[str]) -> N
     env_ids = getattr(args, "env", None) or []  # train and eval take one id, collect a list
     for env_id in [env_ids] if isinstance(env_ids, str) else env_ids:
         gym.spec(env_id)
+
+
+TRAIN_COMMANDS = [argv for argv in COMMANDS if argv[0] == "train"]
+
+
+@pytest.mark.parametrize("argv", TRAIN_COMMANDS, ids=" ".join)
+def test_every_readme_train_command_passes_the_checks_before_training(argv: list[str]) -> None:
+    """Its hyperparameters have known names, types and ranges, and its env fits the algorithm's family."""
+    from palaestra.agents.hyperparams import check_hyperparams
+    from palaestra.cli import _check_env_fits, parse_assignments
+
+    args = build_parser().parse_args(argv)
+    spec = get_algorithm(args.algo)
+    hyperparams = parse_assignments(args.hyperparams, "--hyperparams")
+    if args.model is not None:
+        hyperparams["model"] = args.model
+    check_hyperparams(spec.name, spec.load_class(), hyperparams, spec.extra_hyperparams)
+    env = gym.make(args.env, **parse_assignments(args.env_kwargs, "--env-kwargs"))
+    try:
+        _check_env_fits(spec, env, args.env)
+    finally:
+        env.close()

@@ -26,6 +26,11 @@ class AlgorithmSpec:
         builder: Optional ``"module:function"`` building the agent for ``palaestra train`` when SB3's
             ``Class(policy, vec_env, seed=..., **hyperparams)`` does not fit (offline agents built from a
             dataset, agents that need the bare env). Called as ``builder(env_id, env_kwargs, seed, hyperparams)``.
+        family: ``"baseline"`` (SB3), ``"online"``, ``"offline"`` (trains from an env's ``get_dataset()``) or
+            ``"llm"`` (Text spaces); the CLI checks that an env fits the family before building anything.
+        deterministic_actor: The policy's actions do not depend on ``deterministic`` (TD3-style actors).
+        acts: The saved model is a policy (``False`` for a model that only helps one, like CDSA's score model).
+        extra_hyperparams: Names the builder takes on top of the class constructor's arguments.
     """
 
     name: str
@@ -34,6 +39,10 @@ class AlgorithmSpec:
     policy: str | None = "MlpPolicy"
     action_spaces: tuple[str, ...] = ()
     builder: str | None = None
+    family: str = "baseline"
+    deterministic_actor: bool = False
+    acts: bool = True
+    extra_hyperparams: tuple[str, ...] = ()
 
     def load_class(self) -> Any:
         """Import and return the algorithm's class."""
@@ -72,7 +81,9 @@ def get_algorithm(name: str) -> AlgorithmSpec:
 # --- Stable-Baselines3 baselines ------------------------------------------------------------------
 register_algorithm(AlgorithmSpec("ppo", "stable_baselines3:PPO", "Proximal Policy Optimization (SB3)"))
 register_algorithm(AlgorithmSpec("sac", "stable_baselines3:SAC", "Soft Actor-Critic (SB3)", action_spaces=("Box",)))
-register_algorithm(AlgorithmSpec("td3", "stable_baselines3:TD3", "Twin Delayed DDPG (SB3)", action_spaces=("Box",)))
+register_algorithm(
+    AlgorithmSpec("td3", "stable_baselines3:TD3", "Twin Delayed DDPG (SB3)", action_spaces=("Box",), deterministic_actor=True)
+)
 register_algorithm(AlgorithmSpec("dqn", "stable_baselines3:DQN", "Deep Q-Network (SB3)", action_spaces=("Discrete",)))
 
 # --- Offline RL (trained from an offline env's dataset; --timesteps counts gradient steps) --------
@@ -84,6 +95,8 @@ register_algorithm(
         policy=None,
         action_spaces=("Box",),
         builder="palaestra.agents.offline.td3_bc:build_td3bc",
+        family="offline",
+        deterministic_actor=True,
     )
 )
 register_algorithm(
@@ -94,6 +107,7 @@ register_algorithm(
         policy=None,
         action_spaces=("Box",),
         builder="palaestra.agents.offline.iql:build_iql",
+        family="offline",
     )
 )
 
@@ -106,6 +120,8 @@ register_algorithm(
         policy=None,
         action_spaces=("Box",),
         builder="palaestra.agents.offline.a2pr:build_a2pr",
+        family="offline",
+        deterministic_actor=True,
     )
 )
 register_algorithm(
@@ -116,6 +132,9 @@ register_algorithm(
         policy=None,
         action_spaces=("Box",),
         builder="palaestra.agents.offline.cdsa:build_cdsa_score_model",
+        family="offline",
+        acts=False,
+        extra_hyperparams=("batch_size", "lr"),
     )
 )
 register_algorithm(
@@ -126,6 +145,8 @@ register_algorithm(
         policy=None,
         action_spaces=("Box",),
         builder="palaestra.agents.offline.pgd:build_pgd",
+        family="offline",
+        deterministic_actor=True,
     )
 )
 register_algorithm(
@@ -136,6 +157,7 @@ register_algorithm(
         policy=None,
         action_spaces=("Box",),
         builder="palaestra.agents.offline.pgd:build_pgd_iql",
+        family="offline",
     )
 )
 
@@ -149,6 +171,7 @@ register_algorithm(
         policy=None,
         action_spaces=("Text",),
         builder=f"{_LLM}:build_grpo",
+        family="llm",
     )
 )
 register_algorithm(
@@ -159,6 +182,7 @@ register_algorithm(
         policy=None,
         action_spaces=("Text",),
         builder=f"{_LLM}:build_igpo",
+        family="llm",
     )
 )
 register_algorithm(
@@ -169,6 +193,7 @@ register_algorithm(
         policy=None,
         action_spaces=("Text",),
         builder=f"{_LLM}:build_gigpo",
+        family="llm",
     )
 )
 
@@ -179,6 +204,7 @@ register_algorithm(
         "palaestra.agents.online.props:PROPS",
         "Proximal Robust On-Policy Sampling (PPO + adaptive behaviour policy)",
         action_spaces=("Box", "Discrete"),
+        family="online",
     )
 )
 register_algorithm(
@@ -189,6 +215,7 @@ register_algorithm(
         policy=None,
         action_spaces=("Discrete",),
         builder="palaestra.agents.online.drrpo:build_drrpo",
+        family="online",
     )
 )
 register_algorithm(
@@ -199,5 +226,6 @@ register_algorithm(
         policy=None,
         action_spaces=("Discrete",),
         builder="palaestra.agents.online.sqirl:build_sqirl",
+        family="online",
     )
 )

@@ -253,7 +253,8 @@ class DatasetScoreModel(nn.Module):
         if checkpoint.get("algorithm") != "CDSA-score-model":
             raise ValueError(f"{path} holds a {checkpoint.get('algorithm')!r} checkpoint, not a CDSA score model")
         high = checkpoint["action_high"].numpy()
-        observation_space = gym.spaces.Box(checkpoint["obs_low"].numpy(), checkpoint["obs_high"].numpy(), dtype=np.float32)
+        low, high_obs = (checkpoint[key].numpy().astype(np.float32) for key in ("obs_low", "obs_high"))
+        observation_space = gym.spaces.Box(low, high_obs, dtype=np.float32)
         state = checkpoint["state_dict"]
         model = cls(
             observation_space,

@@ -353,9 +353,10 @@ class OfflineAgent(ABC):
         checkpoint = torch.load(_with_suffix(path), map_location=device, weights_only=True)
         if checkpoint["algorithm"] != cls.__name__:
             raise ValueError(f"{path} holds a {checkpoint['algorithm']} agent, not {cls.__name__}")
-        high = checkpoint["action_high"].numpy()
-        observation_space = gym.spaces.Box(checkpoint["obs_low"].numpy(), checkpoint["obs_high"].numpy(), dtype=np.float32)
-        action_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        low, high = (checkpoint[key].numpy().astype(np.float32) for key in ("obs_low", "obs_high"))
+        max_action = checkpoint["action_high"].numpy().astype(np.float32)
+        observation_space = gym.spaces.Box(low, high, dtype=np.float32)  # float32 bounds: no precision warning
+        action_space = gym.spaces.Box(-max_action, max_action, dtype=np.float32)
         if env is not None:
             observation_space, action_space = env.observation_space, env.action_space  # type: ignore[assignment]
         agent = cls.__new__(cls)

@@ -8,6 +8,7 @@ its data are palaestra's own, generated locally from shipped SAC behaviour polic
 """
 
 from palaestra.envs.offline.dataset import (
+    DatasetError,
     dataset_arrays,
     episode_bounds,
     episode_returns,
@@ -22,6 +23,7 @@ from palaestra.envs.offline.specs import KINDS, TASKS, dataset_id, offline_env_i
 __all__ = [
     "KINDS",
     "TASKS",
+    "DatasetError",
     "OfflineEnv",
     "dataset_arrays",
     "dataset_id",

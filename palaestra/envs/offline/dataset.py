@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "D4RL_KEYS",
+    "DatasetError",
     "dataset_arrays",
     "episode_bounds",
     "episode_returns",
@@ -28,19 +29,39 @@ __all__ = [
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
 
 
+class DatasetError(ValueError):
+    """A dataset on disk that cannot be read (truncated, scrambled or half-deleted files).
+
+    Attributes:
+        dataset_id: The Minari id of the dataset.
+        path: The file that could not be read.
+    """
+
+    def __init__(self, dataset_id: str, path: Path, reason: str) -> None:
+        super().__init__(f"dataset {dataset_id!r} is unreadable: {path} {reason}")
+        self.dataset_id, self.path, self.reason = dataset_id, path, reason
+
+
 def load_minari_dataset(dataset_id: str) -> Any:
     """Load a local Minari dataset (never downloads).
 
     Raises:
         FileNotFoundError: If ``dataset_id`` is not in the local Minari root.
+        DatasetError: If its metadata cannot be read.
     """
     import minari
 
     from palaestra.envs.offline.generation import minari_root
 
-    if not (minari_root() / dataset_id).is_dir():
+    folder = minari_root() / dataset_id
+    if not folder.is_dir():
         raise FileNotFoundError(f"Minari dataset {dataset_id!r} is not in {minari_root()}")
-    return minari.load_dataset(dataset_id, download=False)
+    metadata = folder / "data" / "metadata.json"
+    try:
+        return minari.load_dataset(dataset_id, download=False)
+    except (ValueError, KeyError, TypeError, OSError) as error:  # JSONDecodeError is a ValueError
+        suspect = metadata if metadata.is_file() else folder / "data"
+        raise DatasetError(dataset_id, suspect, f"cannot be read ({_reason(error)})") from error
 
 
 def dataset_arrays(dataset: Any) -> dict[str, np.ndarray]:
@@ -89,13 +110,23 @@ def _read_episodes(dataset: Any) -> list[dict[str, np.ndarray]]:
     storage = dataset.storage
     keys = ("observations", "actions", "rewards", "terminations", "truncations")
     path = Path(storage.data_path) / "main_data.hdf5"
-    if storage.metadata.get("data_format", "hdf5") == "hdf5" and path.is_file():
-        import h5py
+    try:
+        if storage.metadata.get("data_format", "hdf5") == "hdf5" and path.is_file():
+            import h5py
 
-        with h5py.File(path, "r") as file:
-            indices = dataset.episode_indices if dataset.episode_indices is not None else range(storage.total_episodes)
-            return [{key: file[f"episode_{i}"][key][()] for key in keys} for i in indices]
-    return [{key: np.asarray(getattr(episode, key)) for key in keys} for episode in dataset.iterate_episodes()]
+            with h5py.File(path, "r") as file:
+                indices = dataset.episode_indices if dataset.episode_indices is not None else range(storage.total_episodes)
+                return [{key: file[f"episode_{i}"][key][()] for key in keys} for i in indices]
+        return [{key: np.asarray(getattr(episode, key)) for key in keys} for episode in dataset.iterate_episodes()]
+    except (OSError, KeyError, ValueError, TypeError) as error:  # h5py's errors for truncated or scrambled bytes
+        raise DatasetError(dataset.spec.dataset_id, path, f"cannot be read ({_reason(error)})") from error
+
+
+def _reason(error: BaseException) -> str:
+    """A library error's message, on one line, quoted keys unwrapped (``KeyError('x')`` -> ``missing 'x'``)."""
+    if isinstance(error, KeyError) and error.args and " " not in str(error.args[0]):
+        return f"missing {error.args[0]!r}"  # a key name; h5py also raises KeyError with a sentence
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def episode_bounds(episode_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

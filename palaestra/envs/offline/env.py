@@ -9,15 +9,17 @@ in which case the error names the ``palaestra collect`` command that makes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from palaestra.envs.offline import specs
-from palaestra.envs.offline.dataset import dataset_arrays, load_minari_dataset
+from palaestra.envs.offline.dataset import DatasetError, dataset_arrays, load_minari_dataset
 from palaestra.envs.offline.policies import FINGERPRINT_KEY, behaviour_fingerprint
 
 __all__ = ["SOURCES", "OfflineEnv", "make_offline_env"]
@@ -80,10 +82,12 @@ class OfflineEnv(gym.Wrapper):
         Raises:
             FileNotFoundError: If the dataset is missing and cannot be generated here.
             RuntimeError: If the dataset is stale (other behaviour policies) and cannot be regenerated here.
+            DatasetError: If the dataset's files cannot be read; the message says how to rebuild it.
             ValueError: If the dataset's spaces do not match the env's.
         """
         try:
-            dataset = load_minari_dataset(self.dataset_id)
+            with self._repair_hint():
+                dataset = load_minari_dataset(self.dataset_id)
         except FileNotFoundError:
             if self.source == "minari":
                 raise FileNotFoundError(
@@ -114,6 +118,18 @@ class OfflineEnv(gym.Wrapper):
             if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
                 self._ref_scores = (float(metadata["ref_min_score"]), float(metadata["ref_max_score"]))
         return dataset
+
+    @contextlib.contextmanager
+    def _repair_hint(self) -> Iterator[None]:
+        """Add to a :class:`DatasetError` the command that rebuilds the dataset."""
+        try:
+            yield
+        except DatasetError as error:
+            if self.source == "minari":
+                repair = f"download it again with `minari download {self.dataset_id}`"
+            else:
+                repair = f"regenerate it with `{self._collect_command()} --overwrite`"
+            raise DatasetError(error.dataset_id, error.path, f"{error.reason}; {repair}") from error
 
     def _generate(self, overwrite: bool) -> Any:
         from palaestra.envs.offline.generation import generate_dataset
@@ -147,7 +163,9 @@ class OfflineEnv(gym.Wrapper):
 
         Keys: ``observations``, ``actions``, ``rewards``, ``terminals``, ``timeouts``, ``next_observations``.
         """
-        return dataset_arrays(self.get_minari_dataset())
+        dataset = self.get_minari_dataset()
+        with self._repair_hint():
+            return dataset_arrays(dataset)
 
     # --- scores --------------------------------------------------------------------------------------
     @property

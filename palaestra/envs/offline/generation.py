@@ -232,11 +232,7 @@ def write_minari_dataset(
     root = minari_root()
     _ensure_writable(root)
     final = root / dataset_id
-    if final.exists() and not overwrite:
-        raise FileExistsError(
-            f"dataset {dataset_id!r} already exists in {root}; "
-            "pass overwrite=True (palaestra collect --overwrite) to replace it"
-        )
+    _refuse_existing(dataset_id, overwrite)
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=root))
     try:
         with _minari_root_set_to(staging), _quiet_minari_warnings():
@@ -266,6 +262,15 @@ def write_minari_dataset(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return minari.load_dataset(dataset_id, download=False)
+
+
+def _refuse_existing(dataset_id: str, overwrite: bool) -> None:
+    """Raise :class:`FileExistsError` if ``dataset_id`` is in the Minari root and ``overwrite`` is false."""
+    if not overwrite and (minari_root() / dataset_id).exists():
+        raise FileExistsError(
+            f"dataset {dataset_id!r} already exists in {minari_root()}; "
+            "pass overwrite=True (palaestra collect --overwrite) to replace it"
+        )
 
 
 def _copy_namespace_metadata(staging: Path, root: Path, namespace: str) -> None:
@@ -318,6 +323,7 @@ def generate_dataset(
     spec = specs.get_task(task)
     identifier = specs.dataset_id(task, kind, size, seed)
     n = specs.default_size(spec, kind) if size is None else size
+    _refuse_existing(identifier, overwrite)  # before minutes of generation, not after
     label = f"{task}-{kind}"
     if kind == "random":
         random_policy = UniformRandomPolicy(gym.make(spec.env_id).action_space)  # type: ignore[arg-type]
