@@ -8,15 +8,24 @@ word-level ``tokenizers`` tokenizer fitted to the words of the env's texts, whos
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from gymnasium.error import DependencyNotInstalled
 
-__all__ = ["PROTOCOL_TAGS", "SPECIAL_TOKENS", "check_tokenizer", "fit_vocabulary", "load_model", "make_tiny_model"]
+__all__ = [
+    "PROTOCOL_TAGS",
+    "SPECIAL_TOKENS",
+    "check_tokenizer",
+    "fit_vocabulary",
+    "load_model",
+    "make_tiny_model",
+    "quiet_transformers",
+]
 
 #: Tags of the Search-R1 protocol; a tokenizer must be able to write the closing ones the rollout stops on.
 PROTOCOL_TAGS = ("<think>", "</think>", "<search>", "</search>", "<answer>", "</answer>", "<information>", "</information>")
@@ -36,6 +45,24 @@ def _require_llm() -> tuple[Any, Any]:
             f"the LLM agents need transformers and tokenizers ({error}); install them with pip install 'palaestra[llm]'"
         ) from None
     return transformers, tokenizers
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' own progress bars ("Loading weights", "Writing model shards") inside the block.
+
+    palaestra's loads and saves run inside it: the trainer shows its own SFT and RL bars (``progress_bar``), and a
+    bar over a tiny model's two dozen tensors says nothing. The previous setting is restored on exit.
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _pre_tokenizer() -> Any:
@@ -128,8 +155,9 @@ def make_tiny_model(
     model = transformers.Qwen2ForCausalLM(config)
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    hf_tokenizer.save_pretrained(path)
+    with quiet_transformers():
+        model.save_pretrained(path)
+        hf_tokenizer.save_pretrained(path)
     (path / _TINY_MARKER).write_text(json.dumps({"tokenizer": "word-level", "vocabulary_size": len(words)}) + "\n")
     return path
 
@@ -189,7 +217,8 @@ def load_model(path: str | os.PathLike[str], device: str = "cpu", dtype: Any = N
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     kwargs = {} if dtype is None else {"dtype": dtype}
-    model = transformers.AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, **kwargs)
+    with quiet_transformers():
+        model = transformers.AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, **kwargs)
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -12,6 +12,7 @@ first token after which the decoded tail contains a tag.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,19 @@ class StopChecker:
         return any(tag in text for tag in self.tags)
 
 
+def _cache_name(model: Any) -> str:
+    """The name of the KV cache in ``model``'s forward arguments and outputs.
+
+    ``cache`` in transformers versions that take it (they deprecate ``past_key_values`` with a FutureWarning),
+    ``past_key_values`` in older ones.
+    """
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # a forward without an inspectable signature
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 @th.no_grad()
 def sample_actions(
     model: Any,
@@ -170,8 +184,9 @@ def sample_actions(
         attention[row, width - len(context) :] = 1
     input_ids, attention = input_ids.to(device), attention.to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    cache_name = _cache_name(model)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
+    cache, logits = getattr(out, cache_name), out.logits[:, -1, :]
     next_position = positions[:, -1:] + 1
     sampled: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
@@ -192,10 +207,10 @@ def sample_actions(
             input_ids=tokens.unsqueeze(1),
             attention_mask=attention,
             position_ids=next_position,
-            past_key_values=past,
             use_cache=True,
+            **{cache_name: cache},
         )
-        past, logits = out.past_key_values, out.logits[:, -1, :]
+        cache, logits = getattr(out, cache_name), out.logits[:, -1, :]
         next_position = next_position + 1
     return sampled
 

@@ -65,7 +65,7 @@ from palaestra.agents.llm.losses import (
     turn_log_ratio,
     turn_mean,
 )
-from palaestra.agents.llm.models import fit_vocabulary, load_model, make_tiny_model
+from palaestra.agents.llm.models import fit_vocabulary, load_model, make_tiny_model, quiet_transformers
 from palaestra.agents.llm.rollout import (
     Episode,
     StopChecker,
@@ -288,6 +288,12 @@ class MultiTurnAgent:
 
         probe = self._make_env()
         check_text_env(probe.unwrapped)
+        if advantage == "igpo" and not probe.reset(seed=seed)[1].get("answers"):
+            name = env if isinstance(env, str) else "this env"
+            raise ValueError(
+                f"IGPO needs each question's gold answer in the reset info (info['answers'], as ToolSearch-v0 gives), "
+                f"and {name} gives none; use GRPO or GiGPO (--algo grpo or gigpo)"
+            )
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
         self._envs: list[gym.Env] = [probe]
         self._setup_model(probe)
@@ -855,8 +861,9 @@ class MultiTurnAgent:
             env_id = self.env_id
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
+        with quiet_transformers():
+            self.model.save_pretrained(directory)
+            self.tokenizer.save_pretrained(directory)
         state = {
             "env_id": env_id,
             "env_kwargs": self.env_kwargs,

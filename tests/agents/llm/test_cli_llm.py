@@ -1,5 +1,6 @@
 import json
 import math
+import warnings
 
 import gymnasium as gym
 import pytest
@@ -56,3 +57,33 @@ def test_cpu_smoke_on_tool_search(tmp_path):
             "--hyperparams", *SMALL, "max_length=256", "eval_splits=('dev',)"]  # fmt: skip
     assert main(argv) == 0
     assert (out / "model" / "agent.json").is_file()
+
+
+def test_no_progress_bar_shows_no_transformers_bar_and_no_deprecation_warning(tmp_path, capfd):
+    out = tmp_path / "quiet"
+    argv = ["train", "--algo", "grpo", "--env", TOY_ID, "--model", "tiny", "--timesteps", "1", "--out", str(out),
+            "--no-progress-bar", "--hyperparams", *SMALL, "max_length=128", "eval_splits=('train',)"]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+        assert main(["eval", "--checkpoint", str(out), "--episodes", "2"]) == 0
+    captured = capfd.readouterr()
+    for noise in ("Loading weights", "Writing model shards", "it/s", "past_key_values"):
+        assert noise not in captured.err, captured.err
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    assert captured.out.count("\n") == 2  # the train line and the eval line
+
+
+def test_igpo_on_an_env_without_gold_answers_is_one_line_before_the_model_is_built(tmp_path, capsys):
+    gym.register("palaestra-test/GoToRoom-v0", entry_point="tests.agents.llm.toy_env:GoToRoomEnv")
+    try:
+        out = tmp_path / "igpo"
+        argv = ["train", "--algo", "igpo", "--env", "palaestra-test/GoToRoom-v0", "--model", "tiny", "--timesteps", "1",
+                "--out", str(out), "--no-progress-bar"]  # fmt: skip
+        assert main(argv) == 2
+    finally:
+        gym.registry.pop("palaestra-test/GoToRoom-v0", None)
+    error = capsys.readouterr().err
+    assert "IGPO needs" in error and "gold answer" in error and "Traceback" not in error
+    assert error.strip().count("\n") == 0, error
+    assert not out.exists()

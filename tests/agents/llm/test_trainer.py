@@ -148,6 +148,22 @@ def test_learning_em_rises_from_zero_through_sft_then_rl():
     assert agent._last_stats["rollout/em"] > 0.25  # sampled (temperature 1) rollouts succeed too
 
 
+def test_igpo_refuses_an_env_without_gold_answers_before_building_the_model(monkeypatch):
+    def build_model(*_):
+        raise AssertionError("the model was built before the env was checked")
+
+    monkeypatch.setattr(MultiTurnAgent, "_setup_model", build_model)
+    gym.register("palaestra-test/GoToRoom-v0", entry_point="tests.agents.llm.toy_env:GoToRoomEnv")
+    try:
+        with pytest.raises(ValueError, match="IGPO needs each question's gold answer") as error:
+            IGPO("palaestra-test/GoToRoom-v0", **SMALL)
+    finally:
+        gym.registry.pop("palaestra-test/GoToRoom-v0", None)
+    assert "\n" not in str(error.value) and "palaestra-test/GoToRoom-v0" in str(error.value)
+    with pytest.raises(AssertionError, match="model was built"):  # an env with gold answers gets past the check
+        make(IGPO)
+
+
 def test_tag_free_command_env_like_textworld():
 
     gym.register("palaestra-test/GoToRoom-v0", entry_point="tests.agents.llm.toy_env:GoToRoomEnv")
