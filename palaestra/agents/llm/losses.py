@@ -158,13 +158,15 @@ def clipped_surrogate_loss(
     return loss, stats
 
 
-def k3_kl(logp: th.Tensor, ref_logp: th.Tensor, clamp: float = 10.0) -> th.Tensor:
+def k3_kl(logp: th.Tensor, ref_logp: th.Tensor, clamp: float = 10.0, log_ratio_clamp: float = 20.0) -> th.Tensor:
     """Per-token k3 estimator of ``KL(pi_theta || pi_ref)``: ``r - log r - 1`` with ``r = pi_ref / pi_theta``.
 
-    Unbiased and never negative (Schulman 2020; GRPO Eq. (4)). Clamped to ``[-clamp, clamp]`` as verl's
-    ``low_var_kl`` does, which only bounds rare huge values.
+    Unbiased and never negative (Schulman 2020; GRPO Eq. (4)). As verl's ``low_var_kl`` does, the log-ratio is
+    clamped to ``[-log_ratio_clamp, log_ratio_clamp]`` before the exponential (without it, a log-ratio above about
+    88 overflows float32 and the gradient is NaN) and the estimate to ``[-clamp, clamp]``; both only bound rare
+    huge values.
     """
-    log_r = ref_logp - logp
+    log_r = th.clamp(ref_logp - logp, min=-log_ratio_clamp, max=log_ratio_clamp)
     return th.clamp(th.exp(log_r) - log_r - 1.0, min=-clamp, max=clamp)
 
 

@@ -76,6 +76,23 @@ def test_k3_kl_values():
     assert bool((k3_kl(th.randn(100, dtype=th.float64), th.randn(100, dtype=th.float64)) >= 0).all())
 
 
+def verl_low_var_kl(logp: th.Tensor, ref_logp: th.Tensor) -> th.Tensor:
+    """verl's ``kl_penalty_forward`` for ``low_var_kl``/``k3``, transcribed from volcengine/verl at commit
+    b178a3cd56f58b2d502255daba591e92833930a7, verl/trainer/ppo/core_algos.py: the log-ratio ``ref - logp`` is
+    clamped to [-20, 20], then ``exp(kl) - kl - 1`` is clamped to [-10, 10]."""
+    kl = (ref_logp - logp).clamp(-20.0, 20.0)
+    return (kl.exp() - kl - 1.0).clamp(-10.0, 10.0)
+
+
+def test_k3_kl_matches_verl_and_keeps_a_finite_gradient_at_huge_log_ratios():
+    logp = th.tensor([-100.0, -30.0, -1.0, 0.0, -5.0], requires_grad=True)  # float32, as in training
+    ref = th.tensor([0.0, 0.0, -1.5, -95.0, -5.0])
+    kl = k3_kl(logp, ref)
+    assert th.allclose(kl, verl_low_var_kl(logp.detach(), ref))
+    kl.sum().backward()
+    assert logp.grad is not None and bool(th.isfinite(logp.grad).all()), logp.grad
+
+
 def test_token_entropy_uniform():
     assert th.allclose(token_entropy(th.zeros(2, 4)), th.full((2,), math.log(4.0)))
 
