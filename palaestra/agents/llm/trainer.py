@@ -83,8 +83,9 @@ __all__ = ["ADVANTAGES", "GRPO", "IGPO", "GiGPO", "MultiTurnAgent", "build_gigpo
 
 #: Advantage estimators the trainer knows.
 ADVANTAGES = ("grpo", "igpo", "gigpo")
-#: Privileged infos requested from the env, tried in order: ToolSearch-v0's names, then TextWorld-v0's.
-_INFO_REQUESTS = (("answers", "gold_doc_ids", "oracle_action"), ("policy_commands",))
+#: Privileged infos requested from the env, tried in order: ToolSearch-v0's names, then TextWorld-v0's (with its
+#: GiGPO anchor, off by default), then the expert's commands alone.
+_INFO_REQUESTS = (("answers", "gold_doc_ids", "oracle_action"), ("policy_commands", "anchor"), ("policy_commands",))
 _AGENT_FILE = "agent.json"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,7 +18,15 @@ from gymnasium.error import DependencyNotInstalled, ResetNeeded
 
 from palaestra.envs.text.protocol import to_charset
 
-__all__ = ["COMMAND_CHARSET", "DISABLED_VERBS", "TEXTWORLD_INFOS", "TextWorldEnv", "default_cache_dir", "generate_game"]
+__all__ = [
+    "COMMAND_CHARSET",
+    "DISABLED_VERBS",
+    "QUIT_VERBS",
+    "TEXTWORLD_INFOS",
+    "TextWorldEnv",
+    "default_cache_dir",
+    "generate_game",
+]
 
 #: Charset of TextWorld commands: printable ASCII without newline, tab (a newline would split a command) and
 #: backslash (which starts the interpreter's own meta-commands such as ``\\q``).
@@ -25,12 +34,39 @@ COMMAND_CHARSET = "".join(chr(code) for code in range(32, 127) if chr(code) != "
 _OBSERVATION_CHARSET = "".join(chr(code) for code in range(32, 127)) + "\n\t"
 _COMMAND_SET = frozenset(COMMAND_CHARSET)
 
-#: Interpreter verbs that read or write files in the working directory; the env answers them itself.
-DISABLED_VERBS = frozenset({"save", "restore", "script", "unscript", "transcript", "noscript"})
+#: Verbs the env answers itself (``_DISABLED_REPLY``), never sending the command to the game.
+DISABLED_VERBS = frozenset(
+    {
+        # files: they would read or write the working directory
+        "save", "restore", "script", "unscript", "transcript", "noscript",
+        # episode control: an episode starts over with reset(); either would also desync TextWorld's quest tracking
+        "restart", "undo",
+        # printing modes: they change later observations (superbrief also the anchor's room description)
+        "verbose", "long", "brief", "normal", "superbrief", "short", "notify",
+        # TextWorld's framework commands ("print_state", "enable print state option", "restrict commands", and
+        # every "tw-..." word): they reveal the whole world state, pollute later feedback or change the rules
+        "print_state", "enable", "disable", "restrict",
+    }
+)  # fmt: skip
+#: Verbs that quit the game: the env ends the episode (``terminated``, neither won nor lost).
+QUIT_VERBS = frozenset({"quit", "q"})
 _DISABLED_REPLY = "That command is not available in this environment.\n"
+_QUIT_REPLY = "You have quit the game.\n"
+_TOKEN = re.compile(r'[.,"]|[^\s.,"]+')  # the parser's words: '.', ',' and '"' are words of their own
+_ZSCII_A2 = frozenset("0123456789.,!?_#'\"/\\-:()")
+_OUTSIDE_CHARSET = re.compile(r"[^ -~\n\t]")
 
-#: Optional ``info`` fields, requested by name (TextWorld's ``EnvInfos`` fields, "walkthrough" for the extra).
-TEXTWORLD_INFOS = ("admissible_commands", "policy_commands", "walkthrough", "description", "inventory", "objective")
+#: Optional ``info`` fields, requested by name (TextWorld's ``EnvInfos`` fields, "walkthrough" for the extra,
+#: "anchor" for the GiGPO anchor state).
+TEXTWORLD_INFOS = (
+    "admissible_commands",
+    "policy_commands",
+    "walkthrough",
+    "description",
+    "inventory",
+    "objective",
+    "anchor",
+)
 
 
 def _import_textworld() -> Any:
@@ -111,9 +147,18 @@ class TextWorldEnv(gym.Env[str, str]):
     ``Text(max_length=max_observation_length, min_length=0)``, printable ASCII plus newline and tab: the game's
     feedback to the last command (the intro and first room after ``reset``).
 
-    The interpreter's file verbs (``save``, ``restore``, ``script``, ``unscript``, ``transcript``, ``noscript``)
-    would write into the working directory: the env answers them itself ("That command is not available in
-    this environment.") without changing the game; they still count as a step.
+    The interpreter's meta-commands never reach the game. ``quit`` (``q``) ends the episode: the reply is "You
+    have quit the game.", ``terminated`` with reward 0, neither ``won`` nor ``lost``. The env answers the others
+    itself with "That command is not available in this environment." and the game does not change (they still
+    count as a step): the file verbs (``save``, ``restore``, ``script``, ``unscript``, ``transcript``,
+    ``noscript``), which would write into the working directory; ``restart`` and ``undo`` (a new episode is
+    ``reset()``'s, and both would desync TextWorld's quest tracking); the printing modes (``verbose``/``long``,
+    ``brief``/``normal``, ``superbrief``/``short``, ``notify``), which would change later observations and the
+    anchor; and TextWorld's framework commands (``tw-...``, ``print_state``, ``enable``/``disable print state
+    option``, ``restrict commands``), which reveal the world state or pollute later feedback. Every sentence of a
+    command is checked ("look. save", "look then save", "me, quit"), and words as the game's dictionary cuts them
+    ("transcripx" is ``transcript``). Read-only meta verbs go to the game: ``score``, ``version``, ``verify``,
+    ``pronouns``, ``goal``, ``help``, ``again``, ``oops``.
 
     ## Rewards
     The change of the game's score: ``score_t - score_{t-1}`` (TextWorld reports the cumulative score).
@@ -125,10 +170,12 @@ class TextWorldEnv(gym.Env[str, str]):
     Terminated when the game is won or lost; truncated after ``max_steps`` commands.
 
     ## Info
-    Always: ``score``, ``max_score``, ``moves``, ``won``, ``lost``, ``is_success`` (= won), ``game_file``, and
-    ``anchor`` (room description and inventory: the GiGPO anchor state). On request (``request_infos``): any of
-    ``admissible_commands``, ``policy_commands`` (a shortest winning command sequence from here),
-    ``walkthrough``, ``description``, ``inventory``, ``objective``.
+    Always: ``score``, ``max_score``, ``moves``, ``won``, ``lost``, ``is_success`` (= won), ``game_file``. On
+    request (``request_infos``): any of ``admissible_commands``, ``policy_commands`` (a shortest winning command
+    sequence from here), ``walkthrough``, ``description``, ``inventory``, ``objective``, and ``anchor`` (room
+    description and inventory: the GiGPO anchor state, which the LLM trainer requests). TextWorld computes the
+    description and the inventory (so the anchor too) with extra interpreter commands every step, so none of the
+    three is on by default.
 
     ## Arguments
     | argument               | default | meaning                                                        |
@@ -206,14 +253,15 @@ class TextWorldEnv(gym.Env[str, str]):
         self.observation_space = spaces.Text(
             max_length=int(max_observation_length), min_length=0, charset=_OBSERVATION_CHARSET
         )
+        anchor = "anchor" in self.request_infos  # description and inventory cost extra interpreter commands
         self._infos = self._textworld.EnvInfos(
             won=True,
             lost=True,
             score=True,
             max_score=True,
             moves=True,
-            description=True,
-            inventory=True,
+            description=anchor or "description" in self.request_infos,
+            inventory=anchor or "inventory" in self.request_infos,
             admissible_commands="admissible_commands" in self.request_infos,
             policy_commands="policy_commands" in self.request_infos,
             objective="objective" in self.request_infos,
@@ -280,23 +328,24 @@ class TextWorldEnv(gym.Env[str, str]):
             raise ValueError(
                 f"the command holds characters outside the command charset (printable ASCII without backslash): {bad[:5]}"
             )
-        words = action.lower().split()
-        if words and words[0] in DISABLED_VERBS:
-            state, score = self._state, self._score  # answered here: the game's state does not change
-            feedback = _DISABLED_REPLY
-        else:
+        meta = _meta_verb(action)
+        if meta is None:
             with _quiet_jericho():
                 state, score, _ = self._game.step(action)
             feedback = state.feedback
+        else:  # answered here: nothing reaches the game, whose state does not change
+            state, score = self._state, self._score
+            feedback = _QUIT_REPLY if meta == "quit" else _DISABLED_REPLY
         self._state = state
         reward = float(int(score) - self._score)  # TextWorld returns the cumulative score
         self._score = int(score)
         self._steps += 1
-        terminated = bool(state["won"] or state["lost"])
+        terminated = bool(state["won"] or state["lost"]) or meta == "quit"
         truncated = not terminated and self._steps >= self.max_steps
         self._done = terminated or truncated
         observation = self._observation(feedback)
-        self._transcript += f"> {action}\n{observation}"
+        if self.render_mode == "ansi":  # kept only for render(): it grows with every step
+            self._transcript += f"> {action}\n{observation}"
         return observation, reward, terminated, truncated, self._info(state)
 
     def render(self) -> str | None:
@@ -312,14 +361,13 @@ class TextWorldEnv(gym.Env[str, str]):
         self._done = True
 
     def _observation(self, feedback: str | None) -> str:
-        text = to_charset(feedback or "")
+        text = _to_charset(feedback or "")
         limit = self.max_observation_length
         if len(text) > limit:
             raise RuntimeError(f"the game's feedback has {len(text)} characters, more than max_observation_length={limit}")
         return text
 
     def _info(self, state: Any) -> dict[str, Any]:
-        description, inventory = to_charset(state["description"] or ""), to_charset(state["inventory"] or "")
         info: dict[str, Any] = {
             "score": self._score,
             "max_score": state["max_score"],
@@ -328,13 +376,59 @@ class TextWorldEnv(gym.Env[str, str]):
             "lost": bool(state["lost"]),
             "is_success": bool(state["won"]),
             "game_file": str(self._game_file),
-            "anchor": (description, inventory),
         }
         for name in self.request_infos:
+            if name == "anchor":
+                info[name] = (_to_charset(state["description"] or ""), _to_charset(state["inventory"] or ""))
+                continue
             key = "extra.walkthrough" if name == "walkthrough" else name
             value = state[key]
             info[name] = list(value) if isinstance(value, (list, tuple)) else value
         return info
+
+
+def _to_charset(text: str) -> str:
+    """:func:`to_charset`, skipped when ``text`` is already inside the charset (TextWorld's feedback mostly is)."""
+    return text if _OUTSIDE_CHARSET.search(text) is None else to_charset(text)
+
+
+def _dictionary_word(word: str) -> str:
+    """``word`` cut to the 9 Z-characters the game's dictionary keeps, as its parser compares words.
+
+    A letter takes one Z-character, a digit or a mark of ZSCII's A2 row two, any other character four; so
+    ``transcripx`` is the game's ``transcript``.
+    """
+    cost = 0
+    for index, char in enumerate(word):
+        cost += 1 if "a" <= char <= "z" else 2 if char in _ZSCII_A2 else 4
+        if cost > 9:
+            return word[:index]
+    return word
+
+
+_DISABLED_KEYS = frozenset(map(_dictionary_word, DISABLED_VERBS))
+_QUIT_KEYS = frozenset(map(_dictionary_word, QUIT_VERBS))
+
+
+def _meta_verb(command: str) -> str | None:
+    """``"quit"`` or ``"disabled"`` when a sentence of ``command`` starts with such a verb, else ``None``.
+
+    The parser runs every sentence of a command ("look. save", "look then save") and every order after a comma
+    ("me, quit"), so each is checked; the first meta verb decides.
+    """
+    start = True
+    for token in _TOKEN.findall(command.lower()):
+        if token in (".", ",", "then"):
+            start = True
+            continue
+        if start:
+            key = _dictionary_word(token)
+            if key in _QUIT_KEYS:
+                return "quit"
+            if key in _DISABLED_KEYS or token.startswith("tw-"):
+                return "disabled"
+        start = False
+    return None
 
 
 @contextlib.contextmanager

@@ -1,5 +1,7 @@
+import math
 import os
 import sys
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -69,7 +71,7 @@ def test_same_seed_same_transcript(env):
 
 
 def test_truncation_and_anchor(cache_dir):
-    env = TextWorldEnv(cache_dir=cache_dir, max_steps=2)
+    env = TextWorldEnv(cache_dir=cache_dir, max_steps=2, request_infos=["anchor"])
     _, info = env.reset(seed=0)
     description, inventory = info["anchor"]
     assert "-=" in description and "carrying" in inventory
@@ -93,10 +95,29 @@ def test_existing_game_file_and_cache(cache_dir):
     env.close()
 
 
+def test_anchor_only_on_request(cache_dir):
+    env = TextWorldEnv(cache_dir=cache_dir)
+    _, info = env.reset(seed=0)
+    assert "anchor" not in info and "description" not in info
+    assert not env._infos.description and not env._infos.inventory  # textworld runs no extra look/inventory
+    assert "anchor" not in env.step("look")[4]
+    env.close()
+
+
+def test_llm_trainer_requests_the_anchor(cache_dir):
+    trainer = pytest.importorskip("palaestra.agents.llm.trainer")
+    settings = SimpleNamespace(env_id="TextWorld-v0", env_kwargs={"cache_dir": cache_dir})
+    env = trainer.MultiTurnAgent._make_env(settings)  # the env every GiGPO rollout steps
+    _, info = env.reset(seed=0)
+    assert "-=" in info["anchor"][0] and "carrying" in info["anchor"][1] and info["policy_commands"]
+    env.close()
+
+
 def test_disabled_file_verbs_write_nothing(env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env.reset(seed=0)
-    for command in ("save", "SCRIPT on", "restore"):
+    commands = ("save", "SCRIPT on", "restore", "look. save", "look then save", "me, save", "transcripx", "noscript")
+    for command in commands:
         obs, reward, _terminated, _truncated, info = env.step(command)
         assert obs == "That command is not available in this environment.\n" and reward == 0.0 and info["moves"] == 0
     assert os.listdir(tmp_path) == []
@@ -146,3 +167,90 @@ def test_any_command_inside_the_space_is_accepted(cache_dir, command):
     assert env.observation_space.contains(obs) and np.isfinite(reward)
     if terminated or truncated:
         env.reset()
+
+
+_NOT_AVAILABLE = "That command is not available in this environment.\n"
+
+
+@pytest.mark.parametrize("command", ["quit", "Q", "look. quit", "look then q", "me, quit"])
+def test_quit_ends_the_episode(env, command):
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(command)
+    assert obs == "You have quit the game.\n" and terminated and not truncated and reward == 0.0
+    assert not info["won"] and not info["lost"] and info["moves"] == 0
+    with pytest.raises(ResetNeeded):
+        env.step("yes")
+    env.reset()
+    assert "-=" in env.step("look")[0]  # a real reply, not "Please answer yes or no"
+
+
+def test_restart_and_undo_leave_the_episode_running(cache_dir):
+    env = TextWorldEnv(cache_dir=cache_dir, request_infos=["walkthrough", "policy_commands"])
+    _, info = env.reset(seed=0)
+    walkthrough = info["walkthrough"]
+    env.step(walkthrough[0])
+    for command in ("restart", "yes", "undo", "look then restart", "yes"):
+        obs, reward, terminated, _truncated, info = env.step(command)
+        assert "TextWorld" not in obs and not terminated and reward == 0.0  # no intro banner: no restart
+        assert info["moves"] == 1 and "Please answer" not in obs
+        if command != "yes":
+            assert obs == _NOT_AVAILABLE
+    assert info["policy_commands"] == walkthrough[1:]  # the quest tracking is where the game is
+    for command in walkthrough[1:]:
+        _, _, terminated, _, info = env.step(command)
+    assert terminated and info["won"]
+    env.close()
+
+
+@pytest.mark.parametrize("mode", ["superbrief", "short", "brief", "verbose", "notify off"])
+def test_printing_modes_do_not_change_later_observations(cache_dir, mode):
+    env = TextWorldEnv(cache_dir=cache_dir, request_infos=["admissible_commands", "anchor"])
+
+    def there_and_back(prefix):
+        _, info = env.reset(seed=0)
+        if prefix:
+            assert env.step(prefix)[0] == _NOT_AVAILABLE
+        go = next(c for c in info["admissible_commands"] if c.startswith("go "))
+        back = {"go west": "go east", "go east": "go west", "go north": "go south", "go south": "go north"}[go]
+        return [env.step(go)[::4] for go in (go, back)]
+
+    assert there_and_back(mode) == there_and_back(None)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["print_state", "enable print state option", "tw-extra-infos inventory", "tw-trace-actions", "restrict commands"],
+)
+def test_textworld_framework_commands_are_not_available(env, command):
+    env.reset(seed=0)
+    assert env.step(command)[0] == _NOT_AVAILABLE
+    obs = env.step("look")[0]
+    assert "-= " in obs and "STATE START" not in obs and "<inventory>" not in obs
+
+
+def test_read_only_meta_verbs_reach_the_game(env):
+    env.reset(seed=0)
+    assert env.step("score")[0].startswith("You have so far scored 0 out of a possible 1")
+    assert "Standard Rules" in env.step("version")[0]
+    assert env.step("verify")[0] != _NOT_AVAILABLE
+
+
+@pytest.mark.slow
+def test_gigpo_rollouts_group_by_the_textworld_anchor(cache_dir):
+    trainer = pytest.importorskip("palaestra.agents.llm.trainer")
+    agent = trainer.GiGPO(
+        "TextWorld-v0",
+        env_kwargs={"cache_dir": cache_dir, "max_steps": 3},
+        group_size=2,
+        n_prompts=1,
+        max_new_tokens=6,
+        max_length=1024,  # the intro alone is a few hundred tokens
+        sft_steps=0,
+        eval_splits=(None,),
+    )
+    groups, _ = agent.collect()
+    anchors = [anchor for episode in groups[0] for anchor in episode.anchors]
+    assert anchors and all(isinstance(a, tuple) and "-=" in a[0] and "carrying" in a[1] for a in anchors)
+    agent.train_step()
+    assert math.isfinite(agent._last_stats["train/loss"])
