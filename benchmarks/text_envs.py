@@ -8,24 +8,39 @@ Measures, on the default world (``WorldConfig()``):
     (``get_scores_from_ids``, a lower bound), timed interleaved in the same run; the queries are the oracle
     queries of the dev questions,
   * whole-episode throughput (steps/s, resets included) of the oracle and random policies,
-  * TextWorld-v0 game generation time (uncached) and throughput of a random admissible-command policy.
+  * TextWorld-v0 game generation time (uncached), and its steps/s against raw ``textworld`` stepping of the
+    same game with the same requested infos and the same commands (random admissible ones, recorded once),
+    timed interleaved in the same run: no extra infos, ``admissible_commands``, and the GiGPO ``anchor``
+    (raw: description and inventory).
 
-Run: ``python benchmarks/text_envs.py`` (about a minute). Writes ``benchmarks/results/text_envs.json``,
-``benchmarks/results/text_envs.png`` and the table in ``benchmarks/README.md``.
+Run: ``python benchmarks/text_envs.py`` (a few minutes; ``--textworld-only`` reruns the TextWorld numbers and
+keeps the saved ToolSearch ones). Writes ``benchmarks/results/text_envs.json``, ``benchmarks/results/text_envs.png``
+and the table in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 import palaestra  # noqa: F401  (registers the env ids)
-from benchmarks.harness import RESULTS_DIR, machine_info, markdown_table, render_readme_section, time_callables, write_results
+from benchmarks.harness import (
+    RESULTS_DIR,
+    Timing,
+    machine_info,
+    markdown_table,
+    render_readme_section,
+    time_callables,
+    write_results,
+)
 from palaestra.agents.text_baselines import OracleSearchPolicy, RandomTextPolicy
 from palaestra.envs.text.search import SearchIndex
 from palaestra.envs.text.world import WorldConfig, _build_world, build_world
@@ -127,42 +142,121 @@ def episode_throughput(policy_name: str, n_episodes: int, split: str, seed: int 
     }
 
 
-def textworld_numbers(n_games: int, n_steps: int, seed: int = 0) -> dict[str, object]:
+#: Requested infos of each TextWorld speed case: the adapter's names and raw ``textworld.EnvInfos`` fields.
+TEXTWORLD_CASES: dict[str, tuple[tuple[str, ...], dict[str, bool]]] = {
+    "no extra infos": ((), {}),
+    "admissible_commands": (("admissible_commands",), {"admissible_commands": True}),
+    "anchor": (("anchor",), {"description": True, "inventory": True}),
+}
+
+
+def _textworld_steppers(path: str, commands: list[str], case: str, max_steps: int) -> dict[str, Callable[[], None]]:
+    """One-step callables of the adapter and of raw ``textworld``: the same commands, a reset at each episode end."""
+    import textworld
+
+    names, fields = TEXTWORLD_CASES[case]
+    env = gym.make("TextWorld-v0", game_files=path, max_steps=max_steps, request_infos=names)
+    raw = textworld.start(path, request_infos=textworld.EnvInfos(**fields))
+    env.reset(seed=0)
+    raw.reset()
+    cursor = {"env": 0, "raw": 0, "raw_steps": 0}
+
+    def env_step() -> None:
+        command = commands[cursor["env"] % len(commands)]
+        cursor["env"] += 1
+        _, _, terminated, truncated, _ = env.step(command)
+        if terminated or truncated:
+            env.reset()
+
+    def raw_step() -> None:
+        command = commands[cursor["raw"] % len(commands)]
+        cursor["raw"] += 1
+        cursor["raw_steps"] += 1
+        _, _, done = raw.step(command)
+        if done or cursor["raw_steps"] >= max_steps:
+            raw.reset()
+            cursor["raw_steps"] = 0
+
+    return {f"TextWorld-v0 ({case})": env_step, f"raw textworld ({case})": raw_step}
+
+
+def cpu_and_wall_rounds(callables: dict[str, Callable[[], None]], number: int, repeats: int) -> dict[str, dict[str, Timing]]:
+    """Per-call CPU and wall seconds of each callable over interleaved rounds (one untimed warm-up round).
+
+    The order of the callables is reversed every other round. CPU time (``time.process_time``) leaves out the
+    time this process waits for a core, the main noise on a shared machine, which wall time keeps.
+    """
+    cpu: dict[str, list[float]] = {name: [] for name in callables}
+    wall: dict[str, list[float]] = {name: [] for name in callables}
+    for round_index in range(repeats + 1):
+        names = list(callables) if round_index % 2 == 0 else list(reversed(callables))
+        for name in names:
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            for _ in range(number):
+                callables[name]()
+            if round_index > 0:
+                cpu[name].append((time.process_time() - cpu_start) / number)
+                wall[name].append((time.perf_counter() - wall_start) / number)
+    return {
+        clock: {name: Timing(name, number, tuple(values)) for name, values in per_name.items()}
+        for clock, per_name in (("cpu", cpu), ("wall", wall))
+    }
+
+
+def textworld_numbers(n_games: int, number: int, repeats: int, seed: int = 0) -> dict[str, Any]:
     try:
         import textworld  # noqa: F401
     except ImportError:
         return {"skipped": "textworld is not installed"}
-    from palaestra.envs.text.textworld_env import generate_game
+    from palaestra.envs.text.textworld_env import _quiet_jericho, generate_game
 
+    max_steps = 50
     generation_s = []
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as cache, _quiet_jericho():
         for game_seed in range(n_games):
             start = time.perf_counter()
             generate_game(1000 + game_seed, cache_dir=cache)
             generation_s.append(time.perf_counter() - start)
-        env = gym.make("TextWorld-v0", game_seeds=1000, cache_dir=cache, request_infos=["admissible_commands"])
+        path = str(generate_game(1000, cache_dir=cache))
+        recorder = gym.make("TextWorld-v0", game_files=path, max_steps=max_steps, request_infos=["admissible_commands"])
         rng = np.random.default_rng(seed)
-        _, info = env.reset(seed=seed)
-        steps, episodes, wins = 0, 0, 0
-        start = time.perf_counter()
-        while steps < n_steps:
-            commands = info["admissible_commands"]
-            _, _, terminated, truncated, info = env.step(commands[int(rng.integers(len(commands)))])
-            steps += 1
+        _, info = recorder.reset(seed=seed)
+        commands: list[str] = []
+        for _ in range(number * (repeats + 1)):  # every timed call (warm-up round included) takes a fresh command
+            choices = info["admissible_commands"]
+            commands.append(choices[int(rng.integers(len(choices)))])
+            _, _, terminated, truncated, info = recorder.step(commands[-1])
             if terminated or truncated:
-                episodes += 1
-                wins += bool(info["won"])
-                _, info = env.reset()
-        elapsed = time.perf_counter() - start
-        env.close()
+                _, info = recorder.reset()
+        recorder.close()
+        steppers: dict[str, Callable[[], None]] = {}
+        for case in TEXTWORLD_CASES:
+            steppers.update(_textworld_steppers(path, commands, case, max_steps))
+        timings = cpu_and_wall_rounds(steppers, number=number, repeats=repeats)
+    speed = {}
+    for case in TEXTWORLD_CASES:
+        ratios = {}
+        for clock, clock_timings in timings.items():
+            env_t, raw_t = (clock_timings[f"{who} ({case})"] for who in ("TextWorld-v0", "raw textworld"))
+            # both played the same commands in a round: the per-round ratio cancels what the commands cost
+            ratios[clock] = statistics.median(r / e for r, e in zip(raw_t.per_call_s, env_t.per_call_s, strict=True))
+        env_s, raw_s = (timings["cpu"][f"{who} ({case})"].median_s for who in ("TextWorld-v0", "raw textworld"))
+        speed[case] = {
+            "adapter_steps_per_s": 1.0 / env_s,  # per CPU second, median round
+            "raw_steps_per_s": 1.0 / raw_s,
+            "ratio_steps_per_s": ratios["cpu"],  # median over rounds of raw / adapter seconds per step
+            "ratio_steps_per_wall_s": ratios["wall"],
+            "request_infos": list(TEXTWORLD_CASES[case][0]),
+            "raw_env_infos": TEXTWORLD_CASES[case][1],
+        }
     return {
-        "game": {"nb_rooms": 3, "nb_objects": 5, "quest_length": 3, "max_steps": 50},
+        "game": {"nb_rooms": 3, "nb_objects": 5, "quest_length": 3, "max_steps": max_steps},
         "generation_s": generation_s,
         "generation_median_s": statistics.median(generation_s),
-        "random_admissible_steps": steps,
-        "random_admissible_steps_per_s": steps / elapsed,
-        "random_admissible_episodes": episodes,
-        "random_admissible_wins": wins,
+        "speed": speed,
+        "speed_timings": {clock: {name: t.to_dict() for name, t in ts.items()} for clock, ts in timings.items()},
+        "speed_commands": len(commands),
+        "date": machine_info()["date"],
     }
 
 
@@ -189,26 +283,30 @@ def plot(latency: dict[str, object], path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
+    parser.add_argument(
+        "--textworld-only", action="store_true", help="rerun only the TextWorld-v0 numbers, keep the saved ToolSearch-v0 ones"
+    )
     args = parser.parse_args()
     quick = args.quick
-    build = world_build_times(repeats=2 if quick else 5)
-    latency = search_latency(number=50 if quick else 500, repeats=3 if quick else 7)
-    throughput = {
-        f"{policy}/{split}": episode_throughput(policy, 50 if quick else 1000, split)
-        for policy in ("oracle", "random")
-        for split in ("dev", "hot")
-    }
-    tw = textworld_numbers(n_games=1 if quick else 2, n_steps=100 if quick else 1000)
-    payload = {
-        "machine": machine_info(torch_threads=None),
-        "config": {"world": "WorldConfig() defaults", "top_k": 3, "max_turns": 4, "seeds": [0], "quick": quick},
-        "world_build": build,
-        "search_latency": latency,
-        "throughput": throughput,
-        "textworld": tw,
-    }
+    if args.textworld_only:
+        payload = json.loads((RESULTS_DIR / "text_envs.json").read_text())
+    else:
+        latency = search_latency(number=50 if quick else 500, repeats=3 if quick else 7)
+        payload = {
+            "machine": machine_info(torch_threads=None),  # no torch in any timed loop
+            "config": {"world": "WorldConfig() defaults", "top_k": 3, "max_turns": 4, "seeds": [0], "quick": quick},
+            "world_build": world_build_times(repeats=2 if quick else 5),
+            "search_latency": latency,
+            "throughput": {
+                f"{policy}/{split}": episode_throughput(policy, 50 if quick else 1000, split)
+                for policy in ("oracle", "random")
+                for split in ("dev", "hot")
+            },
+        }
+        plot(latency, str(RESULTS_DIR / "text_envs.png"))
+    payload["textworld"] = tw = textworld_numbers(n_games=1 if quick else 2, number=20, repeats=3 if quick else 101)
     write_results("text_envs", payload)
-    plot(latency, str(RESULTS_DIR / "text_envs.png"))
+    build, latency, throughput = payload["world_build"], payload["search_latency"], payload["throughput"]
 
     t = latency["timings"]
     rows = [
@@ -227,13 +325,19 @@ def main() -> None:
     if "skipped" not in tw:
         rows.append(["TextWorld-v0 game generation (3 rooms, 5 objects, quest 3)", f"{tw['generation_median_s']:.1f} s",
                      f"median of {len(tw['generation_s'])} games, cached on disk afterwards"])  # fmt: skip
-        rows.append(["TextWorld-v0 random admissible-command throughput", f"{tw['random_admissible_steps_per_s']:.0f} steps/s",
-                     f"{tw['random_admissible_steps']} steps, {tw['random_admissible_episodes']} episodes"])  # fmt: skip
+        for case, speed in tw["speed"].items():
+            rates = f"{speed['adapter_steps_per_s']:.0f} vs {speed['raw_steps_per_s']:.0f} steps/s"
+            rows.append([f"TextWorld-v0 / raw textworld steps/s, {case}", f"{speed['ratio_steps_per_s']:.2f}",
+                         f"{rates}; target >= 0.9"])  # fmt: skip
     body = (
         "`python benchmarks/text_envs.py` on "
         f"{payload['machine']['cpu']} ({payload['machine']['cores']} cores, shared), one process, seed 0. "
         "Latencies are medians over interleaved rounds (`benchmarks.harness.time_callables`); "
-        "raw numbers in `results/text_envs.json`, plot in `results/text_envs.png`.\n\n"
+        "raw numbers in `results/text_envs.json`, plot in `results/text_envs.png`. "
+        "TextWorld-v0 rows: steps per CPU second (resets included) against raw `textworld.start(...).step` on the "
+        "same game, with the same requested infos (for the anchor: description and inventory) and the same recorded "
+        "random admissible commands; the ratio is the median over interleaved rounds (order reversed every other "
+        "round) of the per-round ratio, wall-clock ratios are in the JSON; no torch in the loop.\n\n"
         + markdown_table(["measure", "value", "notes"], rows)
     )
     render_readme_section(SECTION, body)
