@@ -3,7 +3,8 @@
 "Bridging RL Theory and Practice with the Effective Horizon" (https://arxiv.org/abs/2304.09853) and
 "The Effective Horizon Explains Deep RL Performance in Stochastic Environments"
 (https://arxiv.org/abs/2312.08369). Reference code: cassidylaidlaw/effective-horizon,
-``EffectiveHorizon.jl/src/gorp_bounds.jl`` (``compute_simple_effective_horizon``) at commit b2ce1b1.
+``EffectiveHorizon.jl/src/gorp_bounds.jl`` (``compute_simple_effective_horizon``) at commit b2ce1b1 (unchanged at
+1a83eb7fe922b5911d7606728455d65f1953a785).
 
 Definitions (time-indexed, finite horizon T, A actions, undiscounted):
 
@@ -13,8 +14,13 @@ Definitions (time-indexed, finite horizon T, A actions, undiscounted):
   action is strictly better than every suboptimal action (suboptimal: ``Q*_t(s, a) < V*_t(s)``).
 * For an admissible ``k``, ``m_k = max_{t,s} max(1, ceil(16 var_t(s) / gap_k(t, s)^2 ln(2 T A^k)))`` where
   ``gap_k`` is the gap between the best ``Q^k`` value and the best suboptimal one and ``var`` bounds the
-  variance of a random-rollout return by Bhatia-Davis, ``(Q^rand - Q^worst)(Q* - Q^worst)`` (Thm. 5.4).
+  variance of a random-rollout return by ``(Q^rand - Q^worst)(Q* - Q^worst)``, the reference's bound. It is looser
+  than Bhatia-Davis (``(Q* - Q^rand)(Q^rand - Q^worst)``, which the reference keeps for its Bernstein and normal
+  failure-probability bounds): a return in ``[Q^worst, Q*]`` with mean ``Q^rand`` has variance at most
+  ``(Q^rand - Q^worst)(Q* - Q^worst)`` because ``(X - Q^worst)^2 <= (Q* - Q^worst)(X - Q^worst)``.
 * ``H_k = k + log_A m_k`` and the effective horizon is ``H = min_k H_k`` (Def. 5.3), never above ``T``.
+* Like the reference (``while k < results.effective_horizon``), ``k`` runs from 1 until ``k >= H``, so at most up
+  to ``T - 1``; an optional ``max_k`` cap stops earlier and is reported (a warning and ``k_cap_hit``).
 
 For stochastic MDPs (the ICLR paper's sticky-action setting) the same quantities are computed on the
 stochastic table: expectations over next states in every backup, and the variance bound carried to a
@@ -26,6 +32,7 @@ allowed (every state in its support is a start state).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,13 +64,17 @@ class EffectiveHorizonResult:
 
     Attributes:
         effective_horizon: ``H = min_k H_k`` (``T`` when no ``k < T`` is admissible).
-        min_k: Smallest admissible ``k`` (the MDP is ``min_k``-QVI-solvable), or ``None`` if none up to ``max_k``.
+        min_k: Smallest admissible ``k`` (the MDP is ``min_k``-QVI-solvable), or ``None`` if none was found among
+            the ``k`` searched.
         horizons: ``{k: H_k}`` for each admissible ``k`` tried.
         ms: ``{k: m_k}``.
         gaps: ``{k: gap}`` at the state achieving ``m_k``.
         optimal_return: ``V*`` from the initial distribution.
         random_return: Return of the uniformly random policy.
         greedy_returns: ``{k: J_k}``, exact return of the policy greedy on ``Q^k`` (ties broken to the lowest action).
+        max_k_searched: Largest ``k`` tried.
+        k_cap_hit: ``True`` when a ``max_k`` cap stopped the search before ``k >= H``: a larger ``k`` could still be
+            admissible and lower ``H`` (and set ``min_k``), so ``effective_horizon`` is then only an upper bound.
     """
 
     effective_horizon: float
@@ -74,6 +85,8 @@ class EffectiveHorizonResult:
     optimal_return: float
     random_return: float
     greedy_returns: dict[int, float]
+    max_k_searched: int = 0
+    k_cap_hit: bool = False
 
 
 def value_iteration(mdp: TabularMDP) -> ValueIterationResult:
@@ -91,26 +104,29 @@ def value_iteration(mdp: TabularMDP) -> ValueIterationResult:
     return ValueIterationResult(random_q, optimal_q, worst_q)
 
 
-def effective_horizon(mdp: TabularMDP, max_k: int = 5) -> EffectiveHorizonResult:
+def effective_horizon(mdp: TabularMDP, max_k: int | None = None) -> EffectiveHorizonResult:
     """Compute the effective horizon of ``mdp`` exactly from its table.
 
     Args:
         mdp: A finite-horizon tabular MDP (stochastic transitions allowed; sticky actions folded in).
-        max_k: Largest number of Q-value-iteration steps to try (the search also stops once ``k >= H``).
+        max_k: Optional cap on the number of Q-value-iteration steps to try. ``None`` (default) searches as the
+            reference does, until ``k >= H`` (so at most ``T - 1`` steps, each one backup of the table). A cap that
+            stops the search before ``k >= H`` warns and sets ``k_cap_hit``.
 
     Returns:
         The effective horizon, the smallest admissible ``k`` and the per-``k`` bounds.
 
     Raises:
-        ValueError: If ``max_k < 1``.
+        ValueError: If ``max_k`` is given and is not an integer ``>= 1``.
     """
-    if isinstance(max_k, bool) or not isinstance(max_k, (int, np.integer)) or max_k < 1:
-        raise ValueError(f"max_k must be an integer >= 1, got {max_k!r}")
+    if max_k is not None and (isinstance(max_k, bool) or not isinstance(max_k, (int, np.integer)) or max_k < 1):
+        raise ValueError(f"max_k must be None or an integer >= 1, got {max_k!r}")
+    k_limit = mdp.horizon if max_k is None else int(max_k)
     vi = value_iteration(mdp)
     horizon, n_actions = mdp.horizon, mdp.n_actions
     optimal_values = vi.optimal_values
     suboptimal = vi.optimal_q < optimal_values[:, :, None] - _TOLERANCE  # (T, S, A)
-    # Bhatia-Davis bound on the variance of a random rollout's return after (t, s, a).
+    # The reference's bound on the variance of a random rollout's return after (t, s, a) (looser than Bhatia-Davis).
     var_bounds = (vi.random_q - vi.worst_q) * (vi.optimal_q - vi.worst_q)
     support = mdp.transitions > 0  # (S, A, S)
     current_q = vi.random_q.copy()
@@ -121,7 +137,7 @@ def effective_horizon(mdp: TabularMDP, max_k: int = 5) -> EffectiveHorizonResult
     greedy_returns: dict[int, float] = {}
     min_k: int | None = None
     k = 1
-    while k <= max_k and k < result_h:
+    while k <= k_limit and k < result_h:
         greedy_returns[k] = _greedy_return(mdp, current_q)
         admissible, m_k, gap_k = _check_k(mdp, current_q, suboptimal, var_bounds, support, k)
         if admissible:
@@ -136,6 +152,14 @@ def effective_horizon(mdp: TabularMDP, max_k: int = 5) -> EffectiveHorizonResult
         current_q = mdp.rewards + (flat @ next_max.T).T.reshape(current_q.shape)
         var_bounds = np.stack([np.where(support, next_var[t][None, None, :], 0.0).max(axis=2) for t in range(mdp.horizon)])
         k += 1
+    k_cap_hit = k < result_h
+    if k_cap_hit:
+        warnings.warn(
+            f"effective_horizon stopped at max_k={max_k} before k >= H = {result_h:.3g} (T = {horizon}): "
+            f"a larger k may be admissible and give a smaller H{'' if min_k is not None else ' and a min_k'}; "
+            "pass max_k=None to search as the reference does",
+            stacklevel=2,
+        )
     return EffectiveHorizonResult(
         effective_horizon=float(result_h),
         min_k=min_k,
@@ -145,6 +169,8 @@ def effective_horizon(mdp: TabularMDP, max_k: int = 5) -> EffectiveHorizonResult
         optimal_return=float(mdp.initial @ optimal_values[0]),
         random_return=float(mdp.initial @ vi.random_q[0].mean(axis=1)),
         greedy_returns=greedy_returns,
+        max_k_searched=k - 1,
+        k_cap_hit=k_cap_hit,
     )
 
 
