@@ -148,3 +148,91 @@ def test_tool_agent_prints_the_readme_success_rates_at_its_defaults() -> None:
     rates = load_example("tool_agent").main([])
     for name in ("oracle", "random"):
         assert {f"{rate:.2f}" for rate in rates[name].values()} == {promised[name]}, rates
+
+
+# --- Evaluation: the PPO example ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_evaluation_example_prints_the_readme_result_on_one_thread(capsys) -> None:
+    import torch
+
+    block = block_with("python", 'model = PPO("MlpPolicy", "RobustCartPole-v0", seed=0)')
+    code = block.split("result.returns")[0]  # the lines up to the print; the rest reads attributes
+    promised = re.search(r"print\(result\)  # (?P<line>mean return .+)", code)
+    assert promised is not None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        torch.set_num_threads(threads)
+    assert capsys.readouterr().out.strip() == promised["line"]
+
+
+# --- examples/offline_rl.py at its defaults -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_offline_rl_prints_the_readme_scores_at_its_defaults(tmp_path, monkeypatch) -> None:
+    import torch
+
+    from tests.test_examples import load_example
+
+    promised = re.search(
+        r"data (?P<data>-?[\d.]+), TD3\+BC (?P<td3bc>-?[\d.]+), IQL (?P<iql>-?[\d.]+) after (?P<steps>[\d,]+) gradient steps",
+        example_row("offline_rl.py"),
+    )
+    assert promised is not None, "the README no longer states offline_rl.py's scores"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the script's __main__ does
+    try:
+        module = load_example("offline_rl")
+        assert f"default={promised['steps'].replace(',', '')}" in Path(module.__file__).read_text()
+        scores = module.main([])
+    finally:
+        torch.set_num_threads(threads)
+    assert {name: f"{score:.1f}" for name, score in scores.items()} == {
+        "data": promised["data"],
+        "TD3+BC": promised["td3bc"],
+        "IQL": promised["iql"],
+    }
+
+
+# --- Offline reference scores and the text baselines ----------------------------------------------------------------
+def test_pendulum_reference_scores_are_what_the_script_measures() -> None:
+    import importlib.util
+
+    from palaestra.envs.offline import specs
+    from palaestra.envs.offline.policies import UniformRandomPolicy, load_behaviour_policy
+
+    promised = re.search(
+        r"Pendulum uses palaestra's own: (?P<low>-?[\d.]+) \(uniform random\s+policy\) and (?P<high>-?[\d.]+)", TEXT
+    )
+    assert promised is not None, "the README no longer states pendulum's reference scores"
+    spec = importlib.util.spec_from_file_location(
+        "pendulum_reference_scores", ROOT / "scripts" / "pendulum_reference_scores.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    random_policy = UniformRandomPolicy(gym.make("Pendulum-v1").action_space)
+    measured = (
+        script.mean_return(random_policy, False),
+        script.mean_return(load_behaviour_policy("pendulum", "expert"), True),
+    )
+    pendulum = specs.TASKS["pendulum"]
+    assert (f"{measured[0]:.1f}", f"{measured[1]:.1f}") == (promised["low"], promised["high"])
+    assert (round(pendulum.ref_min_score, 1), round(pendulum.ref_max_score, 1)) == (
+        float(promised["low"]),
+        float(promised["high"]),
+    )
+
+
+@pytest.mark.parametrize("split", ["dev", "hot"])
+def test_the_oracle_answers_every_question_exactly_on_dev_and_hot(split) -> None:
+    pytest.importorskip("bm25s")
+    import palaestra
+    from palaestra.agents.text_baselines import OracleSearchPolicy
+
+    assert "(100% exact match on dev and hot)" in TEXT
+    env = gym.make("ToolSearch-v0", split=split)
+    result = palaestra.evaluate(OracleSearchPolicy(env), env, n_episodes=20, seed=0)
+    assert result.successes is not None and bool(result.successes.all()), result
