@@ -3,7 +3,9 @@
 Paper: Corrado & Hanna, "On-Policy Policy Gradient Reinforcement Learning Without On-Policy Sampling",
 https://arxiv.org/abs/2311.08290. Reference code (read for understanding, not copied):
 https://github.com/NicholasCorrado/PPOROS/tree/1e16b0e77f5aca188ed929f8e4256f0d6162049a/PROPS
-(``ppo_props_continuous.py``, ``ppo_props_discrete.py``).
+(``ppo_props_continuous.py``, ``ppo_props_discrete.py``; re-read at the repository's head
+a0c8708529047f85dcf98f90d5ea264dd43aeba2, where noted below), and the authors' later discrete rewrite
+NicholasCorrado/PROPS, ``ppo_discrete.py`` at d5d91bd48b209bebe945c61b2a6b31f71cb71436.
 
 On-policy policy gradients need on-policy *data*, not on-policy *sampling*: a finite batch drawn from the target
 policy pi_theta has *sampling error* (its empirical action distribution differs from pi_theta). PROPS collects data
@@ -19,8 +21,27 @@ Differences from the paper's code:
 * The KL regulariser of the behaviour objective is KL(pi_phi || pi_theta) in closed form (summed over action
   dimensions) for both discrete and continuous actions; the continuous reference code uses this direction averaged
   over dimensions, the discrete one a one-sample estimate of KL(pi_theta || pi_phi).
-* Episodes cut by a time limit are bootstrapped with the *current* critic at each target update (SB3's treatment of
-  truncation, recomputed because the buffer outlives the critic); the reference code treats them as terminal.
+* Episodes cut by a time limit are bootstrapped with ``gamma * V(terminal observation)`` under the *current* critic at
+  each target update (SB3's treatment of truncation, recomputed because the buffer outlives the critic), and GAE never
+  runs across an episode boundary. The reference depends on the commit: at 1e16b0e both PPOROS scripts store only
+  ``terminated`` as the done flag, so the last step of a truncated episode bootstraps with the value of the next
+  episode's first observation (the vector env has already reset) and GAE runs on into that episode; at a0c8708 and in
+  the PROPS rewrite the flag is ``terminated or truncated``, i.e. truncation is treated as terminal (no bootstrap).
+* The behaviour refit that follows a target update is anchored to the *updated* target: the ratio
+  ``pi_phi / pi_theta``, the KL regulariser and the ``delta_PROPS`` early stop use the target that pi_phi has just
+  been reset to, as Alg. 2 reads and as the PROPS rewrite does (it recomputes the target's log-probabilities right
+  before every refit). PPOROS (both commits, both scripts) computes the target's log-probabilities and its
+  means/stds (logits) once, *before* the PPO update, and reuses them for the refit after it: pi_phi starts at the new
+  target but is measured against the old one, so its ratio starts at ``pi_new / pi_old`` instead of 1 and the early
+  stop can fire on the target's own move. Refits between target updates are the same in all three.
+* Behaviour minibatches hold ``len(data) // props_n_minibatches`` samples, so every epoch takes
+  ``props_n_minibatches`` steps (as in the PROPS rewrite). PPOROS (both commits) fixes the minibatch size at
+  ``(b * n - m) // props_num_minibatches`` (its size once the buffer is full) and takes ``min(that, len(data))``:
+  while the buffer fills it takes fewer, larger steps per epoch; once it is full (``len(data) = b * n - m``) the two
+  rules coincide.
+* The behaviour Adam uses ``eps = 1e-5``, as PPOROS's discrete script (both commits), its continuous script at
+  a0c8708 and the PROPS rewrite do; the continuous script at 1e16b0e uses torch's default ``1e-8``. The target's
+  Adam is SB3's (``eps = 1e-5``), as in the reference.
 * The sampling error's empirical policy pi_D is fitted by full-batch L-BFGS on the target's output layer with the hidden
   layers frozen (the reference code: Adam minibatches for 250 epochs), which is deterministic and converges in
   milliseconds; the plain mean of Sec. 1.5 of the paper is logged, not the advantage-weighted variant.
@@ -281,7 +302,8 @@ class PROPS(PPO):
         props_target_kl: ``delta_PROPS``: the behaviour update stops once the k3 KL estimate between pi_phi and
             pi_theta on a minibatch exceeds it (``None``: no early stop).
         props_n_epochs: Epochs of each behaviour update.
-        props_n_minibatches: Minibatches per behaviour epoch.
+        props_n_minibatches: Minibatches per behaviour epoch (size ``len(data) // props_n_minibatches``; the PPOROS
+            rule differs while the buffer fills, see the module docstring).
         props_max_grad_norm: Global gradient-norm clip of the behaviour update.
         adaptive_sampling: ``False`` collects with the target policy itself (the paper's "PPO-Buffer" ablation:
             the b-batch buffer without the adaptive behaviour policy).
@@ -440,6 +462,10 @@ class PROPS(PPO):
 
     def fit_behavior(self, observations: th.Tensor, actions: th.Tensor) -> dict[str, float]:
         """Minimise the PROPS objective over ``(observations, actions)`` starting from the current ``behavior_policy``.
+
+        The objective is anchored to the current target ``self.policy`` (its log-probabilities and distributions are
+        computed here, once): after a target update, the updated one (PPOROS anchors to the pre-update target; see
+        the module docstring).
 
         Args:
             observations: Buffer observations, shape ``(N, *obs_shape)``.

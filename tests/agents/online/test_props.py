@@ -1,3 +1,4 @@
+import copy
 import csv
 import json
 import math
@@ -328,3 +329,107 @@ def test_sampling_error_callback_records_steps_when_nested():
     model.learn(128, callback=Outer([sampling]))
     assert [t for t, _ in sampling.history] == [64, 128]
     assert all(v >= -1e-6 for _, v in sampling.history)
+
+
+# --- fidelity to the authors' code (NicholasCorrado/PPOROS, NicholasCorrado/PROPS) ------------------------------------
+
+
+class _CountingEnv(gym.Env):
+    """Reward 1 per step; the observation is (t, started) so that the terminal and the reset observations differ."""
+
+    observation_space = spaces.Box(-10.0, 10.0, (2,), dtype=np.float32)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t, 1.0], dtype=np.float32), 1.0, False, False, {}
+
+
+def test_truncated_episodes_bootstrap_with_their_terminal_observation_not_the_next_episode():
+    # Episodes of 3 steps cut by a time limit: steps 0-2 and 3-5 are two whole episodes, 6-7 a live one.
+    env = gym.wrappers.TimeLimit(_CountingEnv(), max_episode_steps=3)
+    gamma = 0.9
+    model = PROPS("MlpPolicy", env, n_steps=8, props_n_steps=4, batch_size=8, n_epochs=1, gamma=gamma, gae_lambda=1.0,
+                  log_sampling_error=False, seed=0)  # fmt: skip
+    model.learn(8)
+    storage = model.rollout_buffer
+    assert storage.pos == 8 and storage.timeouts[:8, 0].tolist() == [False, False, True] * 2 + [False, False]
+    training = storage.training_buffer(model.policy, model._last_obs, model._last_episode_starts)
+    with th.no_grad():
+        v_terminal, v_reset, v_last = model.policy.predict_values(th.tensor([[3.0, 1.0], [0.0, 0.0], [2.0, 1.0]])).flatten()
+    v_terminal, v_reset, v_last = float(v_terminal), float(v_reset), float(v_last)
+    # SB3's rule (on_policy_algorithm.collect_rollouts + RolloutBuffer.compute_returns_and_advantage): the last step of
+    # a truncated episode gets r + gamma V(terminal_observation), and the next step starts a new episode (no GAE
+    # across it). With lambda = 1 the returns are discounted sums within each episode plus that bootstrap.
+    episode = [sum(gamma**i for i in range(3 - j)) + gamma ** (3 - j) * v_terminal for j in range(3)]
+    live = [1 + gamma + gamma**2 * v_last, 1 + gamma * v_last]
+    assert training.returns[:, 0] == pytest.approx(episode * 2 + live, abs=1e-5)
+    # PPOROS @ 1e16b0e77f5aca188ed929f8e4256f0d6162049a, PROPS/ppo_props_{continuous,discrete}.py stores
+    # next_done = terminated only, so (no env here terminates) GAE with lambda = 1 runs across both cuts to the end of
+    # the buffer: G_2 = sum_{i<6} gamma^i + gamma^6 V(last obs). PPOROS @ a0c8708529047f85dcf98f90d5ea264dd43aeba2
+    # stores terminated or truncated: G_2 = 1 (no bootstrap). palaestra's G_2 is neither.
+    ppo_ros_1e16b0e = sum(gamma**i for i in range(6)) + gamma**6 * v_last
+    assert abs(training.returns[2, 0] - ppo_ros_1e16b0e) > 1e-3 and abs(training.returns[2, 0] - 1.0) > 1e-3
+    assert abs(v_terminal - v_reset) > 1e-4
+
+
+def test_behavior_refit_after_a_target_update_is_anchored_to_the_updated_target():
+    anchors: list[dict[str, th.Tensor]] = []
+    pre_update: list[dict[str, th.Tensor]] = []
+
+    class Recording(PROPS):
+        def train(self) -> None:
+            pre_update.append(copy.deepcopy(self.policy.state_dict()))
+            super().train()
+
+        def fit_behavior(self, observations, actions):
+            anchors.append(copy.deepcopy(self.policy.state_dict()))  # fit_behavior scores the data with self.policy
+            return super().fit_behavior(observations, actions)
+
+    model = Recording("MlpPolicy", "CartPole-v1", seed=0, log_sampling_error=False, **SMALL)
+    initial = copy.deepcopy(model.policy.state_dict())
+    model.learn(64)  # refits at step 32 (mid-batch) and after the target update at step 64
+    assert len(anchors) == 2 and len(pre_update) == 1
+    same = lambda a, b: all(th.equal(a[k], b[k]) for k in a)  # noqa: E731
+    # Mid-batch refit: no target update since the last one, so PPOROS's anchor (the target's log-probs from before
+    # the latest PPO update) and the current target are the same policy.
+    assert same(anchors[0], initial) and same(pre_update[0], initial)
+    # Refit after the update: palaestra (and NicholasCorrado/PROPS @ d5d91bd, ppo_discrete.py, which recomputes
+    # log-probs before each refit) anchors to the updated target; PPOROS @ 1e16b0e / a0c8708 reuses the `logprobs`,
+    # `means`, `stds` computed before update_ppo, i.e. the pre-update target. The two differ here: PPO moved.
+    assert same(anchors[1], model.policy.state_dict())
+    assert not same(anchors[1], pre_update[0])
+
+
+def _ppo_ros_behavior_steps_per_epoch(buffer_size: int, m: int, n_minibatches: int, n_data: int) -> int:
+    # PPOROS @ 1e16b0e77f5aca188ed929f8e4256f0d6162049a and @ a0c8708529047f85dcf98f90d5ea264dd43aeba2,
+    # PROPS/ppo_props_{continuous,discrete}.py: props_minibatch_size = (buffer_size - props_num_steps) //
+    # props_num_minibatches, and update_props steps over the data in minibatches of min(props_minibatch_size, n_data).
+    minibatch = min((buffer_size - m) // n_minibatches, n_data)
+    return math.ceil(n_data / minibatch)
+
+
+def test_behavior_minibatches_match_ppo_ros_once_the_buffer_is_full():
+    # b = 2, n = 64, m = 32: the buffer holds 128 steps; a refit on a full buffer sees 128 - 32 = 96 of them.
+    model = PROPS("MlpPolicy", "CartPole-v1", seed=0, props_target_kl=None, props_n_epochs=1, **SMALL)
+    observations, actions = th.rand(96, 4) * 0.1, th.randint(0, 2, (96,))
+    full = model.fit_behavior(observations, actions)
+    assert full["n_updates"] == _ppo_ros_behavior_steps_per_epoch(128, 32, 16, 96) == 16
+    # While the buffer fills (the first refit sees m = 32 steps) palaestra keeps 16 minibatches per epoch (as the
+    # PROPS rewrite, ppo_discrete.py @ d5d91bd: max(len(data) // props_num_minibatches, 1)); PPOROS takes 6 (documented).
+    filling = model.fit_behavior(observations[:32], actions[:32])
+    assert filling["n_updates"] == 16 != _ppo_ros_behavior_steps_per_epoch(128, 32, 16, 32) == 6
+
+
+def test_behavior_adam_eps_is_the_reference_value():
+    # PPOROS @ a0c8708529047f85dcf98f90d5ea264dd43aeba2, PROPS/ppo_props_{continuous,discrete}.py:
+    # props_optimizer = optim.Adam(agent_props.parameters(), lr=args.props_learning_rate, eps=1e-5)
+    # (the continuous script @ 1e16b0e omits eps, torch's default 1e-8; documented in the module docstring).
+    model = PROPS("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    assert model.behavior_optimizer.param_groups[0]["eps"] == 1e-5
+    assert model.policy.optimizer.param_groups[0]["eps"] == 1e-5  # the target's: optim.Adam(..., eps=1e-5) there too
