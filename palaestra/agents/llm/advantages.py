@@ -110,6 +110,15 @@ def igpo_turn_rewards(answer_probs: th.Tensor, outcome: th.Tensor, turn_mask: th
     measured on the prompt alone. For a rollout with ``K_i`` turns, ``r_k = P_k - P_{k-1}`` for ``k < K_i`` (IGPO's
     information-gain turn reward) and ``r_{K_i} = outcome_i`` (the answer turn carries the outcome).
 
+    A rollout cut off before answering (the env's turn limit or the token budget) keeps its information gains, and
+    its last turn (a search whose gain is never measured) carries the outcome (the env's reward, 0 without an
+    answer). The authors' code does the same on the path of their training script (GuoqingWang1/IGPO,
+    ``verl/utils/reward_score/info_gain.py`` ``compute_score`` with ``max_turns=10`` in ``policy_optimization.sh``):
+    a cut-off rollout has more than 10 chat segments, its missing last gain is taken as 0 and the final score (-2
+    without an answer block) sits on the last token, so the last turn's reward is ``0 + score``. With a turn limit
+    under 10 (the ``max_turns: 6`` of their ``ppo_trainer.yaml``) their length check fails instead and a cut-off
+    rollout gets the final score alone, its gains dropped; we keep the gains whatever the limit.
+
     Args:
         answer_probs: Shape ``(G, K + 1)``: ``P_0 .. P_K`` (entries past a rollout's last turn are ignored).
         outcome: Outcome rewards, shape ``(G,)``.
@@ -171,6 +180,7 @@ def gigpo_advantages(
     omega: float = 1.0,
     norm_by_std: bool = True,
     eps: float = 1e-6,
+    episode_cross_steps: bool = False,
 ) -> th.Tensor:
     """GiGPO: episode-level group advantage plus ``omega`` times the step-level anchor-group advantage.
 
@@ -182,6 +192,12 @@ def gigpo_advantages(
     ``core_gigpo.py``). Combined (Eq. 8): ``A_{i,t} = A^E_i + omega * A^S_{i,t}``. ``F_norm`` is the unbiased std of
     the (episode or anchor) group plus ``eps`` (``mean_std_norm``) or 1 (``mean_norm``).
 
+    The episode mean and std are taken over the G trajectories, one value each (the paper's Eq. 3). verl-agent's
+    ``compute_gigpo_outcome_advantage`` calls ``episode_norm_reward`` with its default
+    ``compute_mean_std_cross_steps=True``, which pools over step rows instead: every step of trajectory ``i``
+    contributes ``R_i``, so a longer trajectory weighs more in the baseline and the std (a group of one row gets
+    mean 0 and std 1). ``episode_cross_steps=True`` gives that pooled form.
+
     Args:
         step_rewards: Per-step env rewards, shape ``(G, K)``.
         turn_mask: Valid steps, shape ``(G, K)``.
@@ -191,6 +207,8 @@ def gigpo_advantages(
         omega: Weight of the step-level advantage (1.0 in the paper).
         norm_by_std: ``mean_std_norm`` if True, ``mean_norm`` if False.
         eps: Added to the std.
+        episode_cross_steps: Pool the episode mean and std over the group's steps (verl-agent's default) instead
+            of its trajectories (the paper).
 
     Returns:
         Per-step advantages, shape ``(G, K)``, zero where ``turn_mask`` is False.
@@ -200,7 +218,14 @@ def gigpo_advantages(
     if len(anchors) != len(n_steps) or any(len(a) != n for a, n in zip(anchors, n_steps, strict=False)):
         raise ValueError(f"anchors must hold one key per valid step: lengths {[len(a) for a in anchors]}, steps {n_steps}")
     masked = th.where(turn_mask, step_rewards, th.zeros_like(step_rewards))
-    episode = grpo_advantages(masked.sum(dim=1), norm_by_std=norm_by_std, eps=eps)  # episode relative advantage
+    returns = masked.sum(dim=1)
+    if episode_cross_steps:  # verl-agent's compute_mean_std_cross_steps=True: one value per step row
+        per_step = returns.repeat_interleave(turn_mask.sum(dim=1))
+        one_row = per_step.numel() < 2
+        mean, std = (returns.new_tensor(0.0), returns.new_tensor(1.0)) if one_row else (per_step.mean(), per_step.std())
+        episode = (returns - mean) / (std + eps) if norm_by_std else returns - mean
+    else:
+        episode = grpo_advantages(returns, norm_by_std=norm_by_std, eps=eps)  # episode relative advantage (Eq. 3)
     step_returns = discounted_turn_returns(masked, turn_mask, gamma)  # discounted step return, backward recursion
     groups: dict[Hashable, list[tuple[int, int]]] = {}
     for i, keys in enumerate(anchors):

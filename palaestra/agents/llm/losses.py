@@ -116,6 +116,11 @@ def clipped_surrogate_loss(
 ) -> tuple[th.Tensor, dict[str, float]]:
     """Token-level PPO clipped surrogate, ``-min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)`` (PPO Eq. (7)).
 
+    No dual clip: verl's ``compute_policy_loss_vanilla`` also caps the loss of a token with ``A < 0`` at
+    ``-clip_ratio_c * A`` (``clip_ratio_c = 3``, dual-clip PPO, arXiv:1912.09729), so a ratio above 3 stops adding
+    loss there; we keep PPO's form, as TRL's ``GRPOTrainer`` does by default (its ``delta`` two-sided clip is off),
+    and a negative-advantage token's loss keeps growing as ``rho |A|``.
+
     Args:
         log_ratio: ``log pi_theta - log pi_old`` per token, shape ``(B, T)`` (token-level), or the output of
             :func:`turn_log_ratio` (turn-level importance sampling).

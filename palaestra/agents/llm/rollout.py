@@ -27,7 +27,9 @@ from palaestra.agents.llm.models import STOP_TAGS
 
 __all__ = [
     "Episode",
+    "PromptTooLongError",
     "StopChecker",
+    "check_prompt_fits",
     "check_text_env",
     "collect_episodes",
     "encode_text",
@@ -216,14 +218,31 @@ def sample_actions(
 
 
 def sequence_logprobs(
-    model: Any, ids: th.Tensor, attention_mask: th.Tensor, with_entropy: bool = False
+    model: Any, ids: th.Tensor, attention_mask: th.Tensor, with_entropy: bool = False, temperature: float = 1.0
 ) -> tuple[th.Tensor, th.Tensor | None]:
-    """``logp[b, t] = log pi(ids[b, t] | ids[b, <t])`` for right-padded sequences (``logp[:, 0] = 0``).
+    """``logp[b, t] = log pi_T(ids[b, t] | ids[b, <t])`` for right-padded sequences (``logp[:, 0] = 0``).
+
+    ``pi_T = softmax(logits / T)`` is the policy :func:`sample_actions` samples from at ``temperature = T``, so the
+    PPO ratio compares the sampling policy with itself; verl (``dp_actor.py``: ``logits.div_(temperature)``) and TRL
+    (``GRPOTrainer._get_per_token_logps_and_entropies``: ``logits.div_(self.temperature)``) do the same, and verl
+    also scores the reference policy and the entropy at the rollout temperature. ``temperature = 0`` (greedy) has
+    no softmax policy; it gives the untempered one (``T = 1``), as is usual.
+
+    Args:
+        model: A causal LM.
+        ids: Token ids, shape ``(B, T)``.
+        attention_mask: 1 on real tokens, shape ``(B, T)``.
+        with_entropy: Also return the entropy of ``pi_T`` at each position.
+        temperature: The sampling temperature, ``>= 0`` (0: the loss is taken at ``T = 1``).
 
     Returns:
         Log-probs, shape ``(B, T)``, and the per-position entropy of the policy (same shape) if requested.
     """
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
     logits = model(input_ids=ids, attention_mask=attention_mask).logits[:, :-1, :].float()
+    if temperature > 0 and temperature != 1:
+        logits = logits / temperature  # the sampling policy softmax(logits / T), as in sample_actions
     log_probs = F.log_softmax(logits, dim=-1)
     taken = th.gather(log_probs, 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     logp = F.pad(taken, (1, 0))
@@ -231,6 +250,25 @@ def sequence_logprobs(
     if with_entropy:
         entropy = F.pad(-(log_probs.exp() * log_probs).sum(-1), (1, 0))
     return logp, entropy
+
+
+class PromptTooLongError(ValueError):
+    """An episode's prompt leaves no room for an action within ``max_length``."""
+
+
+def check_prompt_fits(n_prompt: int, max_new_tokens: int, max_length: int) -> None:
+    """Raise :class:`PromptTooLongError` unless a prompt of ``n_prompt`` tokens leaves room for one action.
+
+    A prompt longer than ``max_length - max_new_tokens`` would give an episode of no turn (no action token to
+    train on, and no turn for IGPO's or GiGPO's turn rewards).
+    """
+    if n_prompt + max_new_tokens > max_length:
+        raise PromptTooLongError(
+            f"the env's prompt is {n_prompt} tokens, but max_length={max_length} with max_new_tokens={max_new_tokens} "
+            f"leaves room for prompts of at most {max_length - max_new_tokens} tokens; raise max_length to at least "
+            f"{n_prompt + max_new_tokens} (the tiny model's positions follow max_length), lower max_new_tokens, "
+            f"or give the env shorter prompts"
+        )
 
 
 def prompt_ids(tokenizer: Any, observation: str) -> list[int]:
@@ -268,6 +306,9 @@ def collect_episodes(
 
     Returns:
         The episodes, in env order.
+
+    Raises:
+        PromptTooLongError: (a ``ValueError``) when a prompt is longer than ``max_length - max_new_tokens`` tokens.
     """
     if len(envs) != len(seeds):
         raise ValueError(f"need one seed per env, got {len(seeds)} seeds for {len(envs)} envs")
@@ -278,9 +319,8 @@ def collect_episodes(
         check_text_env(env)
         observation, info = env.reset(seed=seed, options=reset_options)
         ids = prompt_ids(tokenizer, observation)
-        episode = Episode(ids=ids, turn_index=[-1] * len(ids), observations=[observation], infos=[info])
-        episode.truncated = len(ids) + max_new_tokens > max_length
-        episodes.append(episode)
+        check_prompt_fits(len(ids), max_new_tokens, max_length)  # else a 0-turn episode
+        episodes.append(Episode(ids=ids, turn_index=[-1] * len(ids), observations=[observation], infos=[info]))
     while True:
         active = [i for i, episode in enumerate(episodes) if not episode.done]
         if not active:

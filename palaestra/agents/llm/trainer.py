@@ -68,7 +68,9 @@ from palaestra.agents.llm.losses import (
 from palaestra.agents.llm.models import fit_vocabulary, load_model, make_tiny_model, quiet_transformers
 from palaestra.agents.llm.rollout import (
     Episode,
+    PromptTooLongError,
     StopChecker,
+    check_prompt_fits,
     check_text_env,
     collect_episodes,
     encode_text,
@@ -129,7 +131,9 @@ class MultiTurnAgent:
         epo_smooth_coef: EPO ``c_s``.
         epo_kappa_low: EPO lower band factor.
         epo_kappa_high: EPO upper band factor.
-        temperature: Sampling temperature for RL rollouts.
+        temperature: Sampling temperature for RL rollouts. The old, new and reference log-probs, the entropies and
+            IGPO's answer probabilities are those of the sampling policy ``softmax(logits / temperature)``, as in
+            verl; 0 samples greedily and takes them at temperature 1. SFT's cross-entropy is at temperature 1.
         max_new_tokens: Longest action in tokens.
         max_length: Longest episode sequence in tokens.
         sft_steps: SFT updates before RL (0: none).
@@ -373,6 +377,7 @@ class MultiTurnAgent:
             )
         stop = StopChecker(self.tokenizer)
         ids = prompt_ids(self.tokenizer, observation)
+        check_prompt_fits(len(ids), self.max_new_tokens, self.max_length)
         episode = Episode(ids=ids, turn_index=[-1] * len(ids), observations=[observation], infos=[info])
         # get_vocab() is a hash map whose order changes between processes: sort it so that a seed reproduces the run
         vocabulary = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha()) or ["x"]
@@ -462,7 +467,10 @@ class MultiTurnAgent:
         for start in range(0, len(sequences), self.micro_batch_size):
             chunk = sequences[start : start + self.micro_batch_size]
             ids, attention, _ = pad_episodes(chunk, self.pad_id)
-            logp, _ = sequence_logprobs(self.model, ids.to(self.device), attention.to(self.device))
+            # at the rollout temperature, as the authors' probe (verl's compute_log_prob) reads it
+            logp, _ = sequence_logprobs(
+                self.model, ids.to(self.device), attention.to(self.device), temperature=self.temperature
+            )
             for row, (i, k, first) in enumerate(where[start : start + len(chunk)]):
                 probs[i, k] = logp[row, first : first + len(gold_ids)].mean().exp().cpu()
         return probs
@@ -555,7 +563,7 @@ class MultiTurnAgent:
         with th.no_grad():
             for start in range(0, ids.shape[0], self.micro_batch_size):
                 end = start + self.micro_batch_size
-                logp, entropy = sequence_logprobs(model, ids[start:end], attention[start:end], with_entropy)
+                logp, entropy = sequence_logprobs(model, ids[start:end], attention[start:end], with_entropy, self.temperature)
                 logps.append(logp)
                 entropies.append(entropy)
         return th.cat(logps), (th.cat(entropies) if with_entropy else None)  # type: ignore[arg-type]
@@ -650,7 +658,9 @@ class MultiTurnAgent:
         history: th.Tensor,
         phase: float,
     ) -> tuple[th.Tensor, dict[str, float]]:
-        logp, entropy = sequence_logprobs(self.model, ids, attention, with_entropy=self.ent_coef > 0)
+        logp, entropy = sequence_logprobs(
+            self.model, ids, attention, with_entropy=self.ent_coef > 0, temperature=self.temperature
+        )
         if self.ratio_level == "turn":
             log_ratio = turn_log_ratio(logp, old_logp, turn)  # Turn-PPO / ST-PPO: one ratio per turn
         else:
@@ -742,7 +752,9 @@ class MultiTurnAgent:
                     None,
                     options,
                 )
-            except ValueError:
+            except PromptTooLongError:
+                raise
+            except ValueError:  # the env has no such split
                 continue
             metrics = [episode_metrics(e) for e in episodes]
             name = split or "default"

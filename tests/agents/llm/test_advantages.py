@@ -163,3 +163,127 @@ def test_empg_modulate_hand_computed():
     assert float(out[mask].sum()) == pytest.approx(0.0, abs=1e-12)
     # confident step (H = 0) of a success is amplified more than the uncertain one
     assert g[0, 0] > 1.0 > g[0, 1]
+
+
+# --- fidelity to the reference code (rules transcribed, not copied) ------------------------------------------------
+VERL_AGENT = (
+    "langfengQ/verl-agent gigpo/core_gigpo.py (read from the fork xlan156/verl-agent at commit "
+    "8ca3a467ba4fc21eb4969a2e2b1097323ca09a53; the file's last upstream change is "
+    "29e3e8b3e3412aff53b1e4a461dac77a8eec19bd)"
+)
+
+
+def verl_agent_episode_norm(scores, traj, cross_steps, remove_std, eps=1e-6):
+    """verl-agent's ``episode_norm_reward`` for ONE group (one ``index``), transcribed from {VERL_AGENT}.
+
+    ``scores[r]`` is the episode score of step row ``r`` and ``traj[r]`` its trajectory. With ``cross_steps``
+    every row enters the group's list of scores; without it each trajectory enters once (its first row). A list of
+    one score gets mean 0 and std 1, else the mean and ``torch.std`` (unbiased). Each row's advantage is
+    ``score - mean`` (``remove_std``, GiGPO's ``mean_norm``) or ``(score - mean) / (std + eps)``.
+    """
+    seen, pooled = set(), []
+    for score, uid in zip(scores, traj, strict=True):
+        if uid in seen:
+            continue
+        pooled.append(score)
+        if not cross_steps:
+            seen.add(uid)
+    if len(pooled) == 1:
+        mean, std = 0.0, 1.0
+    else:
+        scores_t = th.tensor(pooled, dtype=th.float64)
+        mean, std = float(scores_t.mean()), float(scores_t.std())
+    return [s - mean if remove_std else (s - mean) / (std + eps) for s in scores]
+
+
+verl_agent_episode_norm.__doc__ = verl_agent_episode_norm.__doc__.format(VERL_AGENT=VERL_AGENT)
+
+
+@pytest.mark.parametrize("norm_by_std", [True, False])
+@pytest.mark.parametrize("cross_steps", [False, True])
+def test_gigpo_episode_advantage_matches_verl_agent_rule(norm_by_std, cross_steps):
+    # Trajectories of 1, 3 and 2 steps with distinct anchors (step advantages 0): the advantage is A^E alone.
+    rewards = t([[1.0, 0.0, 0.0], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]])
+    mask = th.tensor([[True, False, False], [True, True, True], [True, True, False]])
+    anchors = [["a0"], ["b0", "b1", "b2"], ["c0", "c1"]]
+    adv = gigpo_advantages(rewards, mask, anchors, gamma=1.0, norm_by_std=norm_by_std, episode_cross_steps=cross_steps)
+    # verl-agent has one row per step, each carrying its trajectory's episode score
+    returns = [1.0, 0.5, 0.0]
+    rows = [(i, k) for i in range(3) for k in range(3) if mask[i, k]]
+    expected = verl_agent_episode_norm([returns[i] for i, _ in rows], [i for i, _ in rows], cross_steps, not norm_by_std)
+    for (i, k), value in zip(rows, expected, strict=True):
+        assert math.isclose(float(adv[i, k]), value, rel_tol=1e-9, abs_tol=1e-9), (i, k)
+    assert float(adv[~mask].abs().sum()) == 0.0
+
+
+def test_gigpo_default_is_the_papers_one_value_per_trajectory():
+    # With unequal lengths the pooled (verl-agent default) and per-trajectory (paper Eq. 3) baselines differ.
+    rewards, mask = t([[1.0, 0.0], [0.0, 0.0]]), th.tensor([[True, False], [True, True]])
+    anchors = [["a"], ["b", "c"]]
+    paper = gigpo_advantages(rewards, mask, anchors, norm_by_std=False)
+    pooled = gigpo_advantages(rewards, mask, anchors, norm_by_std=False, episode_cross_steps=True)
+    assert math.isclose(float(paper[0, 0]), 0.5)  # R = [1, 0], mean 1/2
+    assert math.isclose(float(pooled[0, 0]), 2 / 3)  # rows [1, 0, 0], mean 1/3
+
+
+IGPO = "GuoqingWang1/IGPO at commit bff163b72718a8b8f9175ce019ec7114ad6bd59a"
+
+
+def igpo_authors_turn_rewards(gains, score, n_turns, finished):
+    """Per-turn rewards of one rollout by the authors' ``compute_score``, transcribed from {IGPO},
+    ``verl/utils/reward_score/info_gain.py`` (with ``scrl/llm_agent/generation.py`` for what it receives).
+
+    ``gains`` are the measured information gains, one per turn whose observation came back before the loop ended;
+    the response splits into ``chats`` at each assistant turn, plus one empty segment after the last turn when the
+    rollout was cut off at ``max_turns`` (the trailing generation prompt). If ``len(gains) != chats - 1``: with more
+    than 10 chats a 0.0 gain is appended, else only the final score is kept. Chat ``i < chats - 1`` gets
+    ``gains[i]`` on its last token, and the final score goes on the response's last token: per turn, the last turn
+    collects it. (The score itself, F1 or -2 without an answer, is the caller's.)
+    """
+    chats = n_turns + (0 if finished else 1)
+    gains = list(gains)
+    if not gains or chats == 1:
+        return [0.0] * (n_turns - 1) + [score]
+    if len(gains) != chats - 1:
+        if chats > 10:
+            gains.append(0.0)
+        else:
+            return [0.0] * (n_turns - 1) + [score]
+    per_turn = [gains[i] for i in range(min(chats - 1, n_turns))] + [0.0] * max(0, n_turns - (chats - 1))
+    per_turn[-1] += score
+    return per_turn
+
+
+igpo_authors_turn_rewards.__doc__ = igpo_authors_turn_rewards.__doc__.format(IGPO=IGPO)
+
+
+def _palaestra_igpo_rewards(probs, outcome):
+    k = len(probs) - 1  # P_0 .. P_{K-1} measured, P_K never (no probe after the last turn)
+    answer_probs = t([[*probs, 0.0], [*probs, 0.0]])
+    mask = th.ones(2, k + 1, dtype=th.bool)
+    return igpo_turn_rewards(answer_probs, t([outcome, outcome]), mask)[0].tolist()
+
+
+def test_igpo_finished_rollout_matches_the_authors_rule():
+    probs = [0.1, 0.3, 0.25]  # P_0 (prompt), P_1, P_2: the contexts before each of 3 turns
+    gains = [probs[i + 1] - probs[i] for i in range(len(probs) - 1)]
+    # finished after 3 turns (2 searches then an answer): gains of the 2 searches, the score on the answer turn
+    expected = igpo_authors_turn_rewards(gains, 0.8, n_turns=3, finished=True)
+    assert _palaestra_igpo_rewards(probs, 0.8) == pytest.approx(expected)
+
+
+def test_igpo_rollout_cut_off_at_the_turn_limit_keeps_its_gains_as_the_authors_script_does():
+    # Cut off after 10 searches (the authors' policy_optimization.sh: max_turns=10): 9 gains were measured, the
+    # 10th turn's observation never probed; no answer, so the outcome (palaestra: the env's 0; authors: -2).
+    probs = [0.1 * (1 + (i % 3)) for i in range(10)]
+    gains = [probs[i + 1] - probs[i] for i in range(9)]
+    for score in (0.0, -2.0):
+        expected = igpo_authors_turn_rewards(gains, score, n_turns=10, finished=False)
+        assert expected[:9] == pytest.approx(gains) and expected[9] == score
+        assert _palaestra_igpo_rewards(probs, score) == pytest.approx(expected)
+    # Under a turn limit below 10 the authors' length check drops the gains; palaestra keeps them (documented).
+    probs = [0.1, 0.4, 0.2, 0.3]
+    gains = [probs[i + 1] - probs[i] for i in range(3)]
+    authors = igpo_authors_turn_rewards(gains, 0.0, n_turns=4, finished=False)
+    assert authors == [0.0, 0.0, 0.0, 0.0]
+    assert _palaestra_igpo_rewards(probs, 0.0) == pytest.approx([*gains, 0.0])

@@ -157,3 +157,35 @@ def test_llds_is_zero_on_policy_and_can_be_gated_on_advantage():
     assert float(llds_loss(lower, old, mask, advantages=t([[-1.0, -1.0]]))) == 0.0
     with pytest.raises(ValueError, match="shapes"):
         llds_loss(old, old, t([[1, 1, 1]]))
+
+
+def verl_dual_clip_loss(log_ratio: th.Tensor, advantages: th.Tensor, eps: float = 0.2, clip_ratio_c: float = 3.0):
+    """verl's per-token ``compute_policy_loss_vanilla``, transcribed from volcengine/verl at commit
+    b178a3cd56f58b2d502255daba591e92833930a7, verl/trainer/ppo/core_algos.py: the log-ratio is clamped to
+    [-20, 20]; ``l1 = -A rho``, ``l2 = -A clip(rho, 1 - eps, 1 + eps)``, ``c = max(l1, l2)``; for ``A < 0`` the
+    loss is ``min(-A clip_ratio_c, c)`` (dual clip), else ``c``."""
+    ratio = log_ratio.clamp(-20.0, 20.0).exp()
+    clipped = th.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - eps, 1 + eps))
+    return th.where(advantages < 0, th.minimum(-advantages * clip_ratio_c, clipped), clipped)
+
+
+def trl_grpo_loss(log_ratio: th.Tensor, advantages: th.Tensor, eps: float = 0.2):
+    """TRL's per-token GRPO loss (``loss_type`` with the PPO clip, ``delta=None``), transcribed from
+    huggingface/trl at commit f2cd57710ae345ea6428ae95363267fcf38a3dc8, trl/trainer/grpo_trainer.py
+    (``_compute_loss``): ``-min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)``, no dual clip."""
+    ratio = log_ratio.exp()
+    return -th.minimum(ratio * advantages, ratio.clamp(1 - eps, 1 + eps) * advantages)
+
+
+def test_clipped_surrogate_has_no_dual_clip_it_follows_trl_and_departs_from_verl_only_past_clip_ratio_c():
+    # One token each: rho = 0.5, 1.1, 2.0, 5.0 with A = -1 (dual clip applies past rho = 3), and rho = 5.0 with A = 1.
+    log_ratio = t([[math.log(0.5)], [math.log(1.1)], [math.log(2.0)], [math.log(5.0)], [math.log(5.0)]])
+    adv = t([[-1.0], [-1.0], [-1.0], [-1.0], [1.0]])
+    mask = th.ones_like(adv)
+    ours = th.stack([clipped_surrogate_loss(log_ratio[i : i + 1], adv[i : i + 1], mask[i : i + 1])[0] for i in range(5)])
+    assert th.allclose(ours, trl_grpo_loss(log_ratio, adv).squeeze(1))
+    assert math.isclose(float(ours[3]), 5.0)  # PPO: rho |A|, unbounded for A < 0
+    verl = verl_dual_clip_loss(log_ratio, adv).squeeze(1)
+    assert math.isclose(float(verl[3]), 3.0)  # verl caps it at clip_ratio_c |A|
+    keep = [0, 1, 2, 4]  # below clip_ratio_c, or A > 0: the two agree
+    assert th.allclose(ours[keep], verl[keep])

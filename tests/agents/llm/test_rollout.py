@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import pytest
 import torch as th
@@ -5,6 +7,7 @@ import torch as th
 from palaestra.agents.llm.losses import clipped_surrogate_loss
 from palaestra.agents.llm.models import load_model
 from palaestra.agents.llm.rollout import (
+    PromptTooLongError,
     StopChecker,
     check_text_env,
     collect_episodes,
@@ -101,3 +104,56 @@ def test_stop_checker_single_token_tags(policy):
     close = encode_text(tokenizer, "</answer>")
     assert stop([5, *close]) and not stop(encode_text(tokenizer, "<answer> alpa"))
     assert stop([tokenizer.eos_token_id])
+
+
+def test_sequence_logprobs_are_those_of_the_sampling_policy_at_the_temperature(policy):
+    # verl (volcengine/verl at commit b178a3cd56f58b2d502255daba591e92833930a7, verl/workers/actor/dp_actor.py,
+    # _forward_micro_batch: logits.div_(temperature), then log-probs and entropy of those logits) and TRL
+    # (huggingface/trl at commit f2cd57710ae345ea6428ae95363267fcf38a3dc8, trl/trainer/grpo_trainer.py,
+    # _get_per_token_logps_and_entropies: logits.div_(self.temperature)): log_softmax(logits / T) at the sampled ids.
+    model, tokenizer = policy
+    episodes = collect(policy, n=3, temperature=0.7)
+    ids, attention, turn = pad_episodes(episodes, tokenizer.pad_token_id)
+    with th.no_grad():
+        logp, entropy = sequence_logprobs(model, ids, attention, with_entropy=True, temperature=0.7)
+        untempered, _ = sequence_logprobs(model, ids, attention)
+        greedy, _ = sequence_logprobs(model, ids, attention, temperature=0.0)  # greedy: the loss is taken at T = 1
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1, :].float()
+    reference = th.log_softmax(logits / 0.7, dim=-1)
+    expected = th.gather(reference, 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    mask = (turn[:, 1:] >= 0) & (attention[:, 1:] > 0)
+    assert th.allclose(logp[:, 1:][mask], expected[mask], atol=1e-5)
+    expected_entropy = -(reference.exp() * reference).sum(-1)
+    assert th.allclose(entropy[:, 1:][attention[:, 1:] > 0], expected_entropy[attention[:, 1:] > 0], atol=1e-5)
+    assert float((untempered - logp)[:, 1:][mask].abs().max()) > 1e-3  # the bug this guards against
+    assert th.equal(greedy, untempered)
+    with pytest.raises(ValueError, match="temperature"):
+        sequence_logprobs(model, ids, attention, temperature=-1.0)
+
+
+def test_first_action_token_logprob_is_the_probability_it_was_sampled_with(policy):
+    # sample_actions draws from softmax(logits[-1] / T); sequence_logprobs at T must give that probability.
+    model, _ = policy
+    episode = collect(policy, n=1, temperature=0.7)[0]
+    start = episode.context_ends[0]
+    context = th.tensor([episode.ids[:start]])
+    with th.no_grad():
+        last = model(input_ids=context, attention_mask=th.ones_like(context)).logits[0, -1].float()
+    sampled_with = th.softmax(last / 0.7, dim=-1)[episode.ids[start]]
+    ids = th.tensor([episode.ids])
+    with th.no_grad():
+        logp, _ = sequence_logprobs(model, ids, th.ones_like(ids), temperature=0.7)
+    assert math.isclose(float(logp[0, start].exp()), float(sampled_with), rel_tol=1e-4)
+
+
+def test_a_prompt_longer_than_the_budget_raises_before_any_turn(policy):
+    _, tokenizer = policy
+    prompt = len(prompt_ids(tokenizer, make_toy_env().reset(seed=7)[0]))
+    with pytest.raises(PromptTooLongError) as error:
+        collect(policy, n=2, max_length=prompt + 5, max_new_tokens=6)
+    message = str(error.value)
+    for part in (f"{prompt} tokens", f"max_length={prompt + 5}", "max_new_tokens=6", f"at least {prompt + 6}"):
+        assert part in message, message
+    assert isinstance(error.value, ValueError)
+    episodes = collect(policy, n=2, max_length=prompt + 6, max_new_tokens=6)  # exactly one action fits
+    assert all(e.n_turns == 1 for e in episodes)

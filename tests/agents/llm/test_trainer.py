@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from palaestra.agents.llm.rollout import prompt_ids
+from palaestra.agents.llm.rollout import PromptTooLongError, pad_episodes, prompt_ids
 from palaestra.agents.llm.trainer import GRPO, IGPO, GiGPO, MultiTurnAgent
 from palaestra.evaluation import evaluate
 from palaestra.protocol import Agent
@@ -180,3 +180,37 @@ def test_tag_free_command_env_like_textworld():
             agent.train_step()
     finally:
         gym.registry.pop("palaestra-test/GoToRoom-v0", None)
+
+
+def test_old_new_and_reference_logprobs_are_taken_at_the_sampling_temperature():
+    # verl scores old and reference log-probs and the entropy at the rollout temperature (volcengine/verl at commit
+    # b178a3cd56f58b2d502255daba591e92833930a7, verl/workers/fsdp_workers.py: compute_log_prob and
+    # compute_ref_log_prob set meta_info["temperature"] = rollout.temperature; dp_actor.py divides the logits by it).
+    agent = make(temperature=0.7, kl_coef=0.01, ent_coef=0.01)
+    groups, _ = agent.collect()
+    ids, attention, _ = pad_episodes([e for g in groups for e in g], agent.pad_id)
+    logp, entropy = agent._logprobs(agent.model, ids, attention, True)
+    with th.no_grad():
+        logits = agent.model(input_ids=ids, attention_mask=attention).logits[:, :-1, :].float()
+    reference = th.log_softmax(logits / 0.7, dim=-1)
+    expected = th.gather(reference, 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    real = attention[:, 1:] > 0
+    assert th.allclose(logp[:, 1:][real], expected[real], atol=1e-5)
+    assert th.allclose(entropy[:, 1:][real], -(reference.exp() * reference).sum(-1)[real], atol=1e-5)
+    agent.learn(total_timesteps=1)  # the first minibatch's new log-probs are the old and reference ones
+    stats = agent._last_stats
+    assert stats["train/ratio_dev"] < 1e-5 and abs(stats["train/kl_ref"]) < 1e-6, stats
+
+
+def test_a_prompt_longer_than_max_length_minus_max_new_tokens_is_refused_at_rollout_start():
+    env = make_toy_env()
+    agent = make(IGPO, max_length=14, max_new_tokens=6)
+    prompt = len(prompt_ids(agent.tokenizer, env.reset(seed=0)[0]))
+    assert prompt + 6 > 14  # the toy prompt (10 tokens with bos) does not fit
+    message = rf"prompt is {prompt} tokens.*max_length=14.*max_new_tokens=6.*raise max_length to at least {prompt + 6}"
+    with pytest.raises(PromptTooLongError, match=message):
+        agent.learn(total_timesteps=1)  # before: a 0-turn episode, then IGPO failed deep inside
+    with pytest.raises(PromptTooLongError, match=message):
+        agent.evaluate_splits(n_questions=2)  # not mistaken for an unknown split
+    with pytest.raises(PromptTooLongError, match=message):
+        agent.sft(n_steps=1)
