@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "D4RL_KEYS",
+    "TERMINAL_NEXT_STATE_UNKNOWN_KEY",
     "DatasetError",
     "dataset_arrays",
     "episode_bounds",
@@ -27,6 +28,8 @@ __all__ = [
 
 #: Keys of :func:`dataset_arrays` (D4RL's ``get_dataset`` keys plus the exact next observations).
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
+#: Metadata flag of a dataset whose terminal rows' next state is unknown (stored as a copy of the state).
+TERMINAL_NEXT_STATE_UNKNOWN_KEY = "palaestra_terminal_next_observation_unknown"
 
 
 class DatasetError(ValueError):
@@ -73,7 +76,10 @@ def dataset_arrays(dataset: Any) -> dict[str, np.ndarray]:
     Returns:
         ``observations`` (N, obs_dim) float32, ``actions`` (N, act_dim) float32, ``rewards`` (N,) float32,
         ``terminals`` (N,) bool (true MDP terminations), ``timeouts`` (N,) bool (time-limit or size cuts) and
-        ``next_observations`` (N, obs_dim) float32, episodes concatenated in order.
+        ``next_observations`` (N, obs_dim) float32, episodes concatenated in order. A dataset imported by
+        :func:`from_d4rl_hdf5` from a file without next states also gets ``has_next_observation`` (N,) bool,
+        false on its terminal rows, whose ``next_observations`` is a copy of the state and no target for a
+        dynamics model (Q-learning ignores it: the row is terminal).
 
     Raises:
         TypeError: If the dataset's spaces are not flat Boxes.
@@ -102,6 +108,8 @@ def dataset_arrays(dataset: Any) -> dict[str, np.ndarray]:
         out["terminals"][start:end] = episode["terminations"]
         out["timeouts"][start:end] = episode["truncations"]
         start = end
+    if dataset.storage.metadata.get(TERMINAL_NEXT_STATE_UNKNOWN_KEY):
+        out["has_next_observation"] = ~out["terminals"]
     return out
 
 
@@ -160,28 +168,47 @@ def episode_returns(rewards: np.ndarray, episode_ends: np.ndarray) -> np.ndarray
 
 
 def qlearning_dataset(
-    env_or_dataset: Any, terminate_on_end: bool = False, d4rl_compatible: bool = False
+    env_or_dataset: Any,
+    terminate_on_end: bool = False,
+    d4rl_compatible: bool = False,
+    *,
+    dataset: dict[str, np.ndarray] | None = None,
+    max_episode_steps: int | None = None,
 ) -> dict[str, np.ndarray]:
     """D4RL's ``qlearning_dataset``: (s, a, r, s', done) arrays for off-policy learning.
 
     Args:
         env_or_dataset: An offline env (its ``get_dataset()`` is used), a ``get_dataset()`` dictionary or a
             :class:`minari.MinariDataset`.
-        terminate_on_end: With ``d4rl_compatible``, keep the last step of time-limited episodes (D4RL's flag).
+        terminate_on_end: Keep the last step of time-limited episodes when the next state is the following row
+            (D4RL's flag; its ``done`` stays the ``terminals`` flag).
         d4rl_compatible: Reproduce D4RL's rule for flat files whose next state is the following row: drop the
             last step of every time-limited episode (its successor row belongs to the next episode) and the very
             last row. Off by default, because palaestra's arrays hold the exact ``next_observations``.
+        dataset: The arrays to use instead of the env's ``get_dataset()`` (D4RL's ``dataset=``), with
+            ``env_or_dataset`` an env that supplies the time limit.
+        max_episode_steps: The time limit of episodes, for arrays without ``timeouts`` (D4RL ``-v0`` files);
+            default: the env's (``_max_episode_steps`` or ``spec.max_episode_steps``), as D4RL takes it.
+
+    Without ``timeouts``, the rows that end on the time limit are found by counting steps, as D4RL's
+    ``qlearning_dataset`` does with ``env._max_episode_steps`` (d4rl/__init__.py). D4RL's counter restarts at
+    1, not 0, after a terminal (its increment runs after the reset), so after a terminated episode it drops the
+    step before the time-out and keeps the time-out step, whose following row is the next episode's first
+    state: ``d4rl_compatible=True`` reproduces that count; the default counts every episode from 0.
 
     Returns:
         ``observations``, ``actions``, ``next_observations``, ``rewards`` (float32) and ``terminals`` (bool).
         ``terminals`` are true MDP terminations only: time-outs are never terminals, so agents bootstrap through
-        them (``not_done = 1 - terminals``).
+        them (``not_done = 1 - terminals``). ``has_next_observation`` (bool) is passed through when the arrays
+        have it (:func:`dataset_arrays` of an imported D4RL file): false where ``next_observations`` is not a real
+        next state.
 
     Raises:
         TypeError: If ``env_or_dataset`` is none of the accepted types.
-        ValueError: If a dictionary lacks a required key or its arrays' lengths differ.
+        ValueError: If a dictionary lacks a required key or its arrays' lengths differ, or if the arrays have no
+            ``timeouts``, their next states are the following rows, and no time limit is known.
     """
-    data = _as_arrays(env_or_dataset)
+    data = _as_arrays(env_or_dataset) if dataset is None else dataset
     required = ("observations", "actions", "rewards", "terminals")
     missing = [key for key in required if key not in data]
     if missing:
@@ -190,23 +217,71 @@ def qlearning_dataset(
     if any(len(data[key]) != n for key in required):
         raise ValueError(f"dataset arrays differ in length: { {key: len(data[key]) for key in required} }")
     observations = np.asarray(data["observations"], dtype=np.float32)
+    terminals = np.asarray(data["terminals"], dtype=bool)
     if "next_observations" in data and not d4rl_compatible:
         keep = np.ones(n, dtype=bool)
         next_observations = np.asarray(data["next_observations"], dtype=np.float32)
     else:
         # D4RL: s' is the next row; the row before a time-out reset and the last row have no valid successor.
         next_observations = np.concatenate([observations[1:], observations[-1:]])
-        keep = np.ones(n, dtype=bool)
+        if "timeouts" in data:
+            keep = np.ones(n, dtype=bool)
+            if not terminate_on_end:
+                keep &= ~np.asarray(data["timeouts"], dtype=bool)
+        else:
+            limit = max_episode_steps if max_episode_steps is not None else _time_limit(env_or_dataset)
+            if limit is None:
+                raise ValueError(
+                    "the dataset has no 'timeouts' (a D4RL -v0 file?) and its next states are the following rows, "
+                    "so the time limit is needed to find the episodes cut by it: pass max_episode_steps=N, or an env "
+                    "with a time limit as qlearning_dataset(env, dataset=data) (D4RL reads env._max_episode_steps)"
+                )
+            if limit < 1:
+                raise ValueError(f"max_episode_steps must be >= 1, got {limit}")
+            keep = ~_time_limit_rows(terminals, limit, d4rl_compatible) | terminate_on_end
         keep[-1] = False
-        if "timeouts" in data and not terminate_on_end:
-            keep &= ~np.asarray(data["timeouts"], dtype=bool)
-    return {
+    out = {
         "observations": observations[keep],
         "actions": np.asarray(data["actions"], dtype=np.float32)[keep],
         "next_observations": next_observations[keep],
         "rewards": np.asarray(data["rewards"], dtype=np.float32)[keep],
-        "terminals": np.asarray(data["terminals"], dtype=bool)[keep],
+        "terminals": terminals[keep],
     }
+    if "has_next_observation" in data:
+        out["has_next_observation"] = np.asarray(data["has_next_observation"], dtype=bool)[keep]
+    return out
+
+
+def _time_limit_rows(terminals: np.ndarray, limit: int, d4rl_count: bool) -> np.ndarray:
+    """The rows that are the ``limit``-th step of an episode (episodes end on terminals and on these rows).
+
+    With ``d4rl_count``, D4RL's count: the step after a terminal is counted as the episode's second step.
+    """
+    flags = np.zeros(len(terminals), dtype=bool)
+    step = 0  # steps already taken in the current episode
+    for i, terminal in enumerate(terminals):
+        if step == limit - 1:
+            flags[i], step = True, 0
+        elif terminal:
+            step = 1 if d4rl_count else 0
+        else:
+            step += 1
+    return flags
+
+
+def _time_limit(env: Any) -> int | None:
+    """An env's time limit: a ``_max_episode_steps`` attribute (Gym's and Gymnasium's ``TimeLimit``) or its spec's."""
+    if isinstance(env, dict) or env is None:
+        return None
+    layer = env
+    while layer is not None:
+        limit = getattr(layer, "_max_episode_steps", None)
+        if isinstance(limit, int):
+            return limit
+        layer = getattr(layer, "env", None)
+    spec = getattr(env, "spec", None)
+    limit = getattr(spec, "max_episode_steps", None)
+    return limit if isinstance(limit, int) else None
 
 
 def _as_arrays(source: Any) -> dict[str, np.ndarray]:
@@ -242,9 +317,14 @@ def from_d4rl_hdf5(
     """Convert a D4RL ``.hdf5`` file (``observations``, ``actions``, ``rewards``, ``terminals``[, ``timeouts``]) to Minari.
 
     Episodes are split after every terminal or time-out. D4RL's files have no next-state column, so each
-    episode's final next state is taken from ``next_observations`` when the file has it; otherwise the episode's
-    last row is dropped (its successor is unknown), exactly as D4RL's ``qlearning_dataset`` does. Files without
-    ``timeouts`` (D4RL ``-v0``) are split on terminals and on ``env_id``'s time limit.
+    episode's final next state is taken from ``next_observations`` when the file has it. Otherwise the last row
+    of a time-limited episode is dropped (its successor is unknown), exactly as D4RL's ``qlearning_dataset``
+    does, and a terminated episode keeps its terminal row with **the terminal state itself stored as its next
+    state** (Minari needs one; Q-learning never reads it, since the row is terminal). Such a dataset records
+    it (``palaestra_terminal_next_observation_unknown`` in its metadata), and :func:`dataset_arrays` then gives a
+    ``has_next_observation`` column, false on those rows, which dynamics models (PGD's
+    :class:`~palaestra.agents.offline.pgd.EnsembleWorldModel`) leave out of their next-state targets. Files
+    without ``timeouts`` (D4RL ``-v0``) are split on terminals and on ``env_id``'s time limit.
 
     Args:
         path: The ``.hdf5`` file.
@@ -297,15 +377,8 @@ def from_d4rl_hdf5(
     if "timeouts" in data:
         timeouts = data["timeouts"].astype(bool)
     else:
-        timeouts = np.zeros(n, dtype=bool)
         limit = env.spec.max_episode_steps if env.spec is not None else None
-        step = 0
-        for i in range(n):
-            step += 1
-            if terminals[i]:
-                step = 0
-            elif limit is not None and step == limit:
-                timeouts[i], step = True, 0
+        timeouts = _time_limit_rows(terminals, limit, False) & ~terminals if limit is not None else np.zeros(n, bool)
     _, ends = episode_bounds(terminals | timeouts)
     buffers: list[Any] = []
     start = 0
@@ -350,6 +423,15 @@ def from_d4rl_hdf5(
             ref_min_score = task.ref_min_score if ref_min_score is None else ref_min_score
             ref_max_score = task.ref_max_score if ref_max_score is None else ref_max_score
     description = f"Converted from the D4RL file {path.name} by palaestra.envs.offline.from_d4rl_hdf5."
+    copied = "next_observations" not in data and any(bool(buffer.terminations[-1]) for buffer in buffers)
     return write_minari_dataset(
-        dataset_id, buffers, env_id, ref_min_score, ref_max_score, description, "D4RL (imported)", overwrite
+        dataset_id,
+        buffers,
+        env_id,
+        ref_min_score,
+        ref_max_score,
+        description,
+        "D4RL (imported)",
+        overwrite,
+        {TERMINAL_NEXT_STATE_UNKNOWN_KEY: True} if copied else None,
     )

@@ -11,11 +11,22 @@ truncation, as D4RL flags time-outs). Everything random is drawn from one ``nump
 
 Datasets are first written into a temporary folder inside the Minari root and moved into place with one
 ``rename``; if anything fails, the temporary folder is removed and no half-written dataset is left behind.
+
+Minari metadata: ``requirements`` lists the packages that rebuild the env, pinned from the installed versions
+(:func:`environment_requirements`), so Minari's ``recover_environment`` warns on an incompatible install.
+Versions: a palaestra dataset keeps its ``-v0`` id when palaestra's behaviour policies change, departing from
+Minari's convention of a new version per content change. A palaestra dataset is a local, deterministic
+product of the installed policies (the id names the recipe: task, kind, size, seed), never a published file
+that users of an older version still hold; its metadata records the SHA-256 of the policies it came from
+(``palaestra_behaviour_sha256``), and the offline envs regenerate a dataset whose record differs from the
+installed policies (``OfflineEnv._is_stale``). So an id always means the installed policies' data, and two
+installs compare their data by that fingerprint, not by the version number.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -37,6 +48,7 @@ from palaestra.envs.offline.policies import (
 
 __all__ = [
     "AUTHOR",
+    "environment_requirements",
     "generate_dataset",
     "minari_root",
     "replay_buffer_episodes",
@@ -207,6 +219,32 @@ def replay_buffer_episodes(task: str, n_transitions: int | None = None, first_ep
     return buffers
 
 
+def environment_requirements(env_id: str) -> list[str]:
+    """Pip requirements that rebuild ``env_id``, pinned to the installed versions' major release (Minari's ``requirements``).
+
+    Minari documents ``requirements`` as the pip-style requirements "to load the environment and reproduce the
+    dataset" (e.g. ``mujoco>=3.1.0,<3.2.0``) and checks them in ``recover_environment``. Here: ``gymnasium``
+    always; ``mujoco`` for a MuJoCo env; ``palaestra`` for an env palaestra registers. Each is pinned from the
+    installed version ``X.Y.Z`` as ``>=X.Y,<X+1``: the release that made the data and later ones with the same
+    major version.
+    """
+    spec = gym.spec(env_id)
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
+    packages = ["gymnasium"]
+    if "mujoco" in entry:
+        packages.append("mujoco")
+    if entry.startswith("palaestra"):
+        packages.append("palaestra")
+    return [_pinned(name) for name in packages]
+
+
+def _pinned(package: str) -> str:
+    from packaging.version import Version
+
+    version = Version(importlib.metadata.version(package))
+    return f"{package}>={version.major}.{version.minor},<{version.major + 1}"
+
+
 def write_minari_dataset(
     dataset_id: str,
     buffers: list[Any],
@@ -221,7 +259,9 @@ def write_minari_dataset(
     """Write ``buffers`` as the Minari dataset ``dataset_id``, all or nothing.
 
     The dataset is built in a temporary folder inside the Minari root and renamed into place, so an error or
-    an interruption never leaves a partial dataset. ``extra_metadata`` is added to Minari's metadata.
+    an interruption never leaves a partial dataset. ``extra_metadata`` is added to Minari's metadata; Minari's
+    ``requirements`` are :func:`environment_requirements` of ``env_id``. The id is written as given: palaestra
+    replaces a dataset under the same version rather than bumping it (see the module docstring).
 
     Raises:
         FileExistsError: If the dataset exists and ``overwrite`` is false.
@@ -248,7 +288,7 @@ def write_minari_dataset(
                 ref_min_score=ref_min_score,
                 ref_max_score=ref_max_score,
                 description=description,
-                requirements=["palaestra"],
+                requirements=environment_requirements(env_id),
             )
             if extra_metadata:
                 staged.storage.update_metadata(extra_metadata)

@@ -20,11 +20,17 @@ from palaestra.agents.offline.pgd import (
     edm_preconditioning,
     edm_sampler,
     edm_sigma_schedule,
+    ema_update,
     guidance_schedule,
     policy_log_prob,
     trajectory_windows,
+    window_starts,
 )
 from palaestra.cli import main
+
+# The PGD authors' code, read at github.com/EmptyJackson/policy-guided-diffusion commit
+# 9da606ca16389c626fab7cef2a07ca82d74fd14f; EDM's reference code at github.com/NVlabs/edm commit
+# 008a4e5316c8e3bfe61a62f874bddba254295afb. The rules below are transcriptions, not copies.
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +115,7 @@ def test_windows_stay_inside_episodes_and_encode_actions_in_arctanh_space():
     data["timeouts"][9] = True  # episode 5..9 is cut by the time limit; 10..11 is too short
     windows = trajectory_windows(data, horizon=3, stride=1, max_action=np.array([2.0], np.float32))
     starts = windows[:, 0, 0].tolist()
-    assert starts == [0, 1, 2, 5, 6, 7]
+    assert starts == [0, 1, 2, 5, 6]  # 7..9 ends on the time-out: dropped, as the authors do
     assert np.all(np.diff(windows[:, :, 0], axis=1) == 1)  # consecutive steps of one episode
     assert windows[2, -1, -1] == 1.0 and windows[:, :-1, -1].sum() == 0  # done only at a window's last step
     assert windows[3:, :, -1].sum() == 0  # time-outs are not dones
@@ -278,3 +284,156 @@ def test_pgd_iql_trains_on_reward_scaled_synthetic_batches_and_round_trips(tmp_p
     assert (
         main([*args, "--hyperparams", *hyper, "--env-kwargs", "dataset_size=400", "progress=False", "--no-progress-bar"]) == 0
     )
+
+
+# --- against the authors' rules ----------------------------------------------------------------------
+def _toy_denoiser(x, sigma):
+    """A nonlinear stand-in for a trained D(x; sigma)."""
+    sigma = sigma.view(-1, 1)
+    return torch.tanh(x) / (1 + sigma**2) + 0.1 * x / (1 + sigma)
+
+
+def _reference_heun(denoise, noise, n_steps, generator, from_churned):
+    """The stochastic Heun loop with sigma_max 80, sigma_min 0.002, rho 7, S_churn 80, S_tmin 0.05, S_tmax 50,
+    S_noise 1.003. Per step i: gamma = min(S_churn / N, sqrt(2) - 1) when S_tmin <= sigma_i <= S_tmax, else 0;
+    sigma_hat = sigma_i (1 + gamma); x_hat = x + sqrt(sigma_hat^2 - sigma_i^2) S_noise eps;
+    d = (x_hat - D(x_hat; sigma_hat)) / sigma_hat. Euler predictor x' = base + (sigma_{i+1} - sigma_hat) d, with
+    base = x_hat in EDM (Algorithm 2 line 7; NVlabs/edm generate.py line 52) and base = x, the point before the
+    churn, in the PGD authors' diffusion/edm.py (``noised_traj + (next_sigma - sigma_hat) * denoised_over_sigma``).
+    If sigma_{i+1} > 0, both correct from x_hat: x_hat + (sigma_{i+1} - sigma_hat) (d + d') / 2 with
+    d' = (x' - D(x'; sigma_{i+1})) / sigma_{i+1}; otherwise the predictor is the step."""
+    inv_rho = 1 / 7.0
+    sigmas = [(80.0**inv_rho + i / (n_steps - 1) * (0.002**inv_rho - 80.0**inv_rho)) ** 7.0 for i in range(n_steps)]
+    sigmas = torch.tensor([*sigmas, 0.0], dtype=torch.float32)
+    x = noise * sigmas[0]
+    for i in range(n_steps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        gamma = min(80.0 / n_steps, math.sqrt(2) - 1) if 0.05 <= float(sigma) <= 50.0 else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        x_hat = x + (sigma_hat**2 - sigma**2).sqrt() * 1.003 * torch.randn(x.shape, generator=generator) if gamma else x
+        d = (x_hat - denoise(x_hat, sigma_hat.expand(len(x)))) / sigma_hat
+        predicted = (x_hat if from_churned else x) + (sigma_next - sigma_hat) * d
+        if sigma_next > 0:
+            d_next = (predicted - denoise(predicted, sigma_next.expand(len(x)))) / sigma_next
+            predicted = x_hat + (sigma_next - sigma_hat) * (d + d_next) / 2
+        x = predicted
+    return x
+
+
+def test_sampler_follows_edm_algorithm_2_and_reproduces_the_authors_predictor_on_request():
+    noise = torch.randn(500, 1, generator=torch.Generator().manual_seed(0))
+    ours = edm_sampler(_toy_denoiser, noise, 32, torch.Generator().manual_seed(1))
+    edm = _reference_heun(_toy_denoiser, noise, 32, torch.Generator().manual_seed(1), from_churned=True)
+    torch.testing.assert_close(ours, edm, rtol=1e-4, atol=1e-4)
+    authors = _reference_heun(_toy_denoiser, noise, 32, torch.Generator().manual_seed(1), from_churned=False)
+    theirs = edm_sampler(_toy_denoiser, noise, 32, torch.Generator().manual_seed(1), euler_from_churned=False)
+    torch.testing.assert_close(theirs, authors, rtol=1e-4, atol=1e-4)
+    assert (ours - theirs).abs().mean().item() > 0.02  # the two rules differ wherever the churn is on
+
+
+def _authors_window_starts(terminals, timeouts, horizon, stride):
+    """The authors' window starts (environments/dataset.py, _assemble_dataset), transcribed: done = terminal or
+    time-out; a start k is valid if rows k .. k + L - 2 hold no done; take every stride-th valid start (over the
+    whole dataset, in order), add the valid starts whose window's last row k + L - 1 is a terminal, and the valid
+    starts that are an episode's first row (row 0 or the row after a done); remove the starts whose window's last
+    row is a time-out."""
+    done = terminals | timeouts
+    n = len(done)
+    valid = [k for k in range(n - horizon + 1) if not done[k : k + horizon - 1].any()]
+    episode_first = {0} | {int(i) + 1 for i in np.flatnonzero(done)}
+    starts = set(valid[::stride])
+    starts |= {k for k in valid if terminals[k + horizon - 1] or k in episode_first}
+    starts -= {int(i) - (horizon - 1) for i in np.flatnonzero(timeouts)}
+    return sorted(starts)
+
+
+def test_windows_are_the_authors_strided_terminal_and_episode_start_windows_without_time_outs():
+    rng = np.random.default_rng(3)
+    n = 400
+    terminals, timeouts = np.zeros(n, bool), np.zeros(n, bool)
+    ends = np.sort(rng.choice(n, 40, replace=False))
+    terminals[ends[::2]] = True
+    timeouts[ends[1::2]] = True
+    timeouts[-1] = True
+    for horizon, stride in ((4, 3), (8, 4), (2, 1), (6, 8)):
+        expected = _authors_window_starts(terminals, timeouts, horizon, stride)
+        assert window_starts(terminals, timeouts, horizon, stride).tolist() == expected
+    # counted: with L = 4, every terminal after an episode of >= 4 steps ends a window, no time-out does
+    starts = np.asarray(window_starts(terminals, timeouts, 4, 3))
+    lengths = np.diff(np.concatenate([[-1], np.flatnonzero(terminals | timeouts)]))
+    long_terminals = np.flatnonzero(terminals)[lengths[terminals[np.flatnonzero(terminals | timeouts)]] >= 4]
+    assert set(starts + 3) & set(np.flatnonzero(terminals)) == set(long_terminals)
+    assert not set(starts + 3) & set(np.flatnonzero(timeouts))
+
+
+def _authors_ema(initial, trajectory, decay, every):
+    """The authors' EMA (util/jax.py ema_update, applied after each optimiser step of train_diffusion.py): start at
+    the initial weights; after optimiser step k (from 1), if k is a multiple of ``every``, average <- decay *
+    average + (1 - decay) * weights."""
+    average = [w.clone() for w in initial]
+    for k, weights in enumerate(trajectory, start=1):
+        if k % every == 0:
+            average = [decay * a + (1 - decay) * w for a, w in zip(average, weights, strict=True)]
+    return average
+
+
+def test_ema_update_is_the_authors_rule():
+    initial = [torch.zeros(3), torch.ones(2)]
+    trajectory = [[torch.full((3,), float(k)), torch.full((2,), -float(k))] for k in range(1, 26)]
+    average = [w.clone() for w in initial]
+    for k, weights in enumerate(trajectory, start=1):
+        ema_update(average, weights, k, 0.9, 10)
+    for ours, theirs in zip(average, _authors_ema(initial, trajectory, 0.9, 10), strict=True):
+        torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(average[0], torch.full((3,), 0.9 * 0.1 * 10 + 0.1 * 20))  # updates at 10 and 20 only
+
+
+def test_fit_ends_on_the_moving_average_of_the_weights(monkeypatch):
+    import palaestra.agents.offline.pgd as pgd
+
+    model = TrajectoryDiffusion(2, 1, np.ones(1, np.float32), horizon=4, features=8, levels=1)
+    initial = [p.detach().clone() for p in model.parameters()]
+    trajectory, real_update = [], pgd.ema_update
+
+    def recording_update(average, weights, step, decay, every):
+        trajectory.append([w.detach().clone() for w in weights])
+        real_update(average, weights, step, decay, every)
+
+    monkeypatch.setattr(pgd, "ema_update", recording_update)
+    windows = np.random.default_rng(0).standard_normal((16, 4, 5)).astype(np.float32)
+    model.fit(windows, steps=30, batch_size=4, ema_decay=0.8, ema_every=10)
+    assert len(trajectory) == 30
+    for ours, theirs in zip(model.parameters(), _authors_ema(initial, trajectory, 0.8, 10), strict=True):
+        torch.testing.assert_close(ours.detach(), theirs)
+    assert not torch.equal(next(model.parameters()).detach(), trajectory[-1][0])  # not the last weights
+
+
+def test_normalised_guidance_is_the_authors_unit_norm_per_window(monkeypatch):
+    """Authors' diffusion/edm.py: the gradient of sum_t log pi over the window's action block, divided by its
+    Frobenius norm when --normalize_action_guidance is set (off by default in util/args.py; palaestra's agents
+    turn it on, see the module docstring)."""
+    import palaestra.agents.offline.pgd as pgd
+
+    model = TrajectoryDiffusion(2, 1, np.full(1, 2.0, np.float32), horizon=5, features=8, levels=1)
+    seen = {}
+
+    def one_guidance_call(denoise, noise, n_steps, generator, guidance, scales):
+        seen["x"], seen["g"] = noise, guidance(noise)
+        return noise
+
+    monkeypatch.setattr(pgd, "edm_sampler", one_guidance_call)
+
+    def log_prob(observations, actions):  # log N(a; 0.5 s_0, 0.3^2) up to a constant
+        return -0.5 * ((actions - 0.5 * observations[..., :1]) / 0.3).pow(2).sum(-1)
+
+    for normalise in (True, False):
+        model.sample(3, 4, torch.Generator().manual_seed(0), log_prob, 0.1, normalize_guidance=normalise)
+        x = seen["x"].clone()
+        actions = x[..., 2:3].clone().requires_grad_(True)
+        raw_actions = 2.0 * torch.tanh(actions)
+        (gradient,) = torch.autograd.grad(log_prob(x[..., :2], raw_actions).sum(), actions)
+        if normalise:
+            gradient = gradient / gradient.flatten(1).norm(dim=1).view(-1, 1, 1)
+        torch.testing.assert_close(seen["g"][..., 2:3], gradient, rtol=1e-5, atol=1e-6)
+        assert seen["g"][..., :2].abs().sum() == 0 and seen["g"][..., 3:].abs().sum() == 0
+    assert PGD.GUIDED_DEFAULTS["normalize_guidance"] is True
