@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.palaestra-installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo lint test test-slow bench clean
+.PHONY: install demo lint test test-slow bench course clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.env_throughput
+
+# The students' notebooks of the course (solutions stripped, no outputs) in build/course.
+course: $(STAMP)
+	$(BIN)/python -m palaestra.course build --out build/course
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache
