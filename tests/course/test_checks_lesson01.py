@@ -20,10 +20,10 @@ def test_episode_return_is_recomputed_from_the_same_seed(capsys):
     import gymnasium as gym
 
     env = gym.make("RobustCartPole-v0")
-    observation, _ = env.reset(seed=3)
+    env.reset(seed=3)
     total, done = 0.0, False
     while not done:
-        observation, reward, terminated, truncated, _ = env.step(0)
+        _, reward, terminated, truncated, _ = env.step(0)
         total += reward
         done = terminated or truncated
     assert check_episode_return(total, "RobustCartPole-v0", Constant(0), seed=3)
