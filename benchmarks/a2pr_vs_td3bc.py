@@ -17,8 +17,11 @@ It reports the D4RL-style normalised score (x100) of the final policy
 (mean of the last two evaluations, ``--episodes`` episodes each), mean over seeds with a bootstrap 95% CI,
 the learning curves, and gradient steps per second relative to TD3+BC measured in the same run. Each run is
 one ``learn`` call (IQL's cosine schedule spans it); results are written after every run and a rerun with the
-same settings skips the finished ones. Run: ``python -m benchmarks.a2pr_vs_td3bc`` (``--steps``, ``--seeds``
-and ``--width`` change the budget).
+same settings skips the finished ones. ``--rerun A2PR`` (or another agent) discards that agent's saved runs
+and trains them again, keeping the others' (for a change to one agent's code; resume an interrupted rerun
+without ``--rerun``); the rendered note says which agents were rerun and when, since their speed ratio then
+compares runs made at different times. Run:
+``python -m benchmarks.a2pr_vs_td3bc`` (``--steps``, ``--seeds`` and ``--width`` change the budget).
 """
 
 from __future__ import annotations
@@ -144,6 +147,10 @@ def render(payload: dict[str, Any]) -> None:
         f"dataset has {a['mixed_size']} transitions. {payload['machine']['cpu']}, 1 torch thread. "
         f"Plots: `results/{name}_*.png`. Rerun: `{rerun_command(a)}`."
     )
+    reruns = payload.get("reruns", {})
+    if reruns:
+        when = ", ".join(f"{algo} on {date[:10]} ({why})" for algo, (date, why) in sorted(reruns.items()))
+        note += f" Rerun after a code change: {when}; the other agents' runs are older."
     verdict = "; ".join(verdicts)
     render_readme_section(
         section(task), f"{table}\n\nFinding: {verdict}. A normalised score of 0 is a uniform random policy.\n\n{note}"
@@ -167,6 +174,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, help="hidden width of every network (two layers; default 128 for "
                         "pendulum, the published 256 otherwise)")  # fmt: skip
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the results file")
+    parser.add_argument("--rerun", nargs="+", choices=ALGOS, default=[], help="discard these agents' saved runs "
+                        "and train them again (the other agents' runs are kept)")  # fmt: skip
+    parser.add_argument("--rerun-reason", default="", help="why --rerun was needed, quoted in the README note")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args(argv)
     args.width = args.width or default_width(args.task)
@@ -182,9 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     os.environ.setdefault("MINARI_DATASETS_PATH", str(Path(tempfile.gettempdir()) / "palaestra-bench-minari"))
     name = result_name(args.task)
-    settings = {k: v for k, v in vars(args).items() if k not in ("fresh", "render_only")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("fresh", "render_only", "rerun", "rerun_reason")}
     payload = {"results": {}, **load_resumable(name, settings, args.fresh)}
     payload["machine"] = machine_info(torch_threads=1)
+    for algo in args.rerun:
+        for runs in payload["results"].values():
+            runs.pop(algo, None)
+        payload.setdefault("reruns", {})[algo] = [payload["machine"]["date"], args.rerun_reason or "code change"]
     for label, (env, dataset) in datasets(args.task, args.mixed_size).items():
         runs = payload["results"].setdefault(label, {})
         for index, seed in enumerate(args.seeds):

@@ -11,8 +11,10 @@ Learning", ICML 2024 (authors' code: github.com/ltlhuuu/A2PR, ``A2PR.py``). A2PR
    positive advantage (the paper's advantage-guided generative model);
 3. the actor's BC target is, per sample, whichever of the dataset action ``a`` and the VAE's reconstruction
    ``a~`` of the policy action has the larger advantage, and the BC term is weighted by
-   ``mask * (1[A(s, a~) >= 0] + 1[A(s, a) > 0])``, so it vanishes where neither candidate beats ``V(s)``
-   (the paper's adaptive policy constraint).
+   ``mask * 1[A(s, a~) >= 0 or A(s, a) > 0]``, so it is ``mask`` where either candidate reaches ``V(s)`` and
+   vanishes where neither does (the paper's adaptive policy constraint). The authors' code sums two boolean
+   tensors, which torch evaluates as a logical OR: the weight is 0 or ``mask``, never ``2 * mask``, and this
+   module takes the OR explicitly.
 
 Equation numbers of the paper were not available when this module was written: the comments cite the
 method's parts by name and follow the authors' code line by line.
@@ -49,8 +51,24 @@ __all__ = [
 ]
 
 #: Per-dataset hyperparameters from the authors' README run commands (``alpha``, ``vae_weight``, ``mask``,
-#: ``gamma``; all other settings are the defaults). The final README lists hopper/halfcheetah/walker2d-medium;
-#: the other entries are the run commands of an earlier revision of the same README.
+#: ``gamma`` as ``--discount``; all other settings are the defaults). The final README (commit f92a2a4) lists
+#: hopper/halfcheetah/walker2d-medium; the other six entries come from the README of commit a90b9d0, whose
+#: "See result" block gives one command per D4RL dataset. That README also keeps in-progress sweeps
+#: ("current running", "wait for running", some lines commented out) that contradict it; the preset is the
+#: block's command, the first one listed for the dataset, never a sweep line:
+#:
+#: * hopper-medium: ``gamma`` 0.995 (the final README, the a90b9d0 block and ``run.sh``); a line marked
+#:   "not" uses 0.99;
+#: * halfcheetah-medium-expert: ``mask`` 10 (the block); the sweeps try ``mask`` 15, 1 and 10 with
+#:   ``gamma`` 0.995;
+#: * walker2d-medium: ``vae_weight`` 1.5, ``mask`` 1.0 (the block and the final README); commented sweeps try
+#:   ``vae_weight`` 1.0, ``mask`` 1.5 with ``gamma`` 0.99 or 0.995;
+#: * walker2d-medium-replay: ``mask`` 1.2, ``gamma`` 0.995 (the block); the sweeps try ``mask`` 1.5 and
+#:   ``gamma`` 0.99;
+#: * walker2d-medium-expert: ``gamma`` 0.99 (the block); a second uncommented line uses 0.995.
+#:
+#: The authors' repository has no scripts folder; its only script (``run.sh``, removed later) runs
+#: hopper-medium and agrees with the preset. The paper's appendix table was not checked against these.
 A2PR_PRESETS: dict[str, dict[str, float]] = {
     "hopper-random": {"alpha": 2.5, "vae_weight": 1.5, "mask": 1.5, "gamma": 0.995},
     "hopper-medium": {"alpha": 2.5, "vae_weight": 1.0, "mask": 0.4, "gamma": 0.995},
@@ -115,8 +133,11 @@ def a2pr_bc_target_and_weight(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-sample BC target and weight of A2PR's actor (A2PR's adaptive policy constraint).
 
-    ``target = a~ if A(s, a~) >= A(s, a) else a`` and ``w = mask * (1[Q1(s, a~) >= V(s)] + 1[Q1(s, a) > V(s)])``,
-    so ``w`` is 0, ``mask`` or ``2 * mask``. The weight is not differentiated; the target keeps ``a~``'s graph.
+    ``target = a~ if A(s, a~) >= A(s, a) else a`` and ``w = mask * 1[Q1(s, a~) >= V(s) or Q1(s, a) > V(s)]``,
+    so ``w`` is 0 or ``mask``: the BC term is on, at full scale, wherever either candidate reaches ``V(s)``. The
+    authors' ``A2PR.py`` writes ``self.mask * (adv_pi + adv_action)`` on two boolean tensors, and torch adds
+    booleans as a logical OR, so their weight never reaches ``2 * mask``; this function takes the OR explicitly.
+    The weight is not differentiated; the target keeps ``a~``'s graph.
 
     Args:
         dataset_actions: ``a``, shape ``(batch, action_dim)``.
@@ -132,7 +153,7 @@ def a2pr_bc_target_and_weight(
     advantage_dataset, advantage_vae = (q_dataset - values).detach(), (q_vae - values).detach()
     take_vae = advantage_vae >= advantage_dataset
     target = torch.where(take_vae, vae_actions, dataset_actions)
-    weight = mask * ((advantage_vae >= 0).to(target.dtype) + (advantage_dataset > 0).to(target.dtype))
+    weight = mask * ((advantage_vae >= 0) | (advantage_dataset > 0)).to(target.dtype)
     return target, weight
 
 

@@ -42,7 +42,7 @@ def _env(kind="expert", size=500):
 
 
 # --- losses by hand ----------------------------------------------------------------------------------
-def test_bc_target_takes_the_action_with_the_larger_advantage_and_counts_positive_candidates():
+def test_bc_target_takes_the_action_with_the_larger_advantage_and_weights_either_positive_candidate():
     dataset_actions = torch.tensor([[0.1], [0.2], [0.3], [0.4]])
     vae_actions = torch.tensor([[-0.1], [-0.2], [-0.3], [-0.4]])
     values = torch.tensor([[1.0], [1.0], [1.0], [1.0]])
@@ -52,8 +52,32 @@ def test_bc_target_takes_the_action_with_the_larger_advantage_and_counts_positiv
     target, weight = a2pr_bc_target_and_weight(dataset_actions, vae_actions, q_dataset, q_vae, values, mask=0.5)
     # row 1: VAE better; row 2: dataset better; row 3: dataset better (both negative); row 4: tie -> VAE
     torch.testing.assert_close(target, torch.tensor([[-0.1], [0.2], [0.3], [-0.4]]))
-    # w = mask * (1[A_vae >= 0] + 1[A_data > 0]): 2 positives, 1, none, only the VAE's (>= 0)
-    torch.testing.assert_close(weight, torch.tensor([[1.0], [0.5], [0.0], [0.5]]))
+    # w = mask * 1[A_vae >= 0 or A_data > 0]: both positive (mask, not 2 * mask), one, none, only the VAE's (>= 0)
+    torch.testing.assert_close(weight, torch.tensor([[0.5], [0.5], [0.0], [0.5]]))
+
+
+def test_bc_weight_follows_the_authors_boolean_sum():
+    """The authors' rule, transcribed from ltlhuuu/A2PR @ f92a2a4e638c0a72718fbc8c67e7a66030db5f9c, ``A2PR.py``
+    (``A2PR.train``, actor step): ``adv_pi = Q1(s, a~) >= V(s)`` and ``adv_action = Q1(s, a) > V(s)`` are boolean
+    tensors, the weight is ``mask * (adv_pi + adv_action)``, and torch adds two boolean tensors as a logical OR
+    (the sum stays boolean), so the weight is ``mask`` where either holds and 0 where neither does."""
+    # the torch semantics the authors' line relies on
+    both = torch.tensor([True]) + torch.tensor([True])
+    assert both.dtype == torch.bool and 3.0 * both == torch.tensor([3.0])
+    generator = torch.Generator().manual_seed(0)
+    n, mask = 1000, 1.5
+    values = torch.randn(n, 1, generator=generator)
+    # a quarter of the rows tie with V exactly, to exercise >= (policy side) against > (dataset side)
+    q_dataset = torch.where(torch.arange(n).view(-1, 1) % 4 == 0, values, torch.randn(n, 1, generator=generator))
+    q_vae = torch.where(torch.arange(n).view(-1, 1) % 4 == 1, values, torch.randn(n, 1, generator=generator))
+    _, weight = a2pr_bc_target_and_weight(torch.zeros(n, 2), torch.ones(n, 2), q_dataset, q_vae, values, mask)
+    expected = [
+        [mask if (float(qv) >= float(v) or float(qd) > float(v)) else 0.0]
+        for qd, qv, v in zip(q_dataset.flatten(), q_vae.flatten(), values.flatten(), strict=True)
+    ]
+    torch.testing.assert_close(weight, torch.tensor(expected))
+    both_positive = ((q_vae >= values) & (q_dataset > values)).sum().item()
+    assert both_positive > 100  # rows where a sum of indicators would have given 2 * mask
 
 
 def test_bc_target_keeps_the_vae_graph_and_weights_are_constants():
@@ -170,6 +194,31 @@ def test_presets_are_the_authors_and_the_builder_applies_them():
     spec = get_algorithm("a2pr")
     agent = spec.load_builder()("pendulum-expert-v0", {"dataset_size": 300, "progress": False}, 1, {"mask": 0.8, **SMALL})
     assert isinstance(agent, spec.load_class()) and agent.config["mask"] == 0.8 and agent.seed == 1
+
+
+#: The authors' run commands, transcribed as (alpha, vae_weight, mask, discount) from ltlhuuu/A2PR: the
+#: README at f92a2a4e638c0a72718fbc8c67e7a66030db5f9c (the three -medium datasets) and, for the others, the
+#: "See result" block of the README at a90b9d0cd90ad39a2e6b3474454f06721b372310 (one command per dataset, the
+#: first listed; that README's later "current running"/"wait for running" sweep lines are not presets).
+AUTHORS_COMMANDS = {
+    "hopper-random": (2.5, 1.5, 1.5, 0.995),  # a90b9d0, "Run experiment" block (the only command)
+    "hopper-medium": (2.5, 1.0, 0.4, 0.995),  # f92a2a4; a90b9d0's line with 0.99 is marked "not"
+    "hopper-medium-replay": (2.5, 1.5, 0.5, 0.99),
+    "hopper-medium-expert": (2.5, 1.0, 4.0, 0.99),
+    "halfcheetah-medium": (40.0, 1.0, 1.0, 0.99),  # f92a2a4
+    "halfcheetah-medium-replay": (40.0, 1.5, 0.8, 0.995),
+    "halfcheetah-medium-expert": (40.0, 1.0, 10.0, 0.99),  # sweeps: mask 15, mask 1, discount 0.995
+    "walker2d-medium": (2.5, 1.5, 1.0, 0.99),  # f92a2a4; commented sweeps: vae_weight 1.0, mask 1.5
+    "walker2d-medium-replay": (2.5, 1.5, 1.2, 0.995),  # sweeps: mask 1.5, discount 0.99
+    "walker2d-medium-expert": (2.5, 1.0, 0.8, 0.99),  # a later line: discount 0.995
+}
+
+
+def test_presets_transcribe_the_first_listed_authors_command_for_every_dataset():
+    assert set(A2PR_PRESETS) == set(AUTHORS_COMMANDS)
+    for dataset, (alpha, vae_weight, mask, discount) in AUTHORS_COMMANDS.items():
+        expected = {"alpha": alpha, "vae_weight": vae_weight, "mask": mask, "gamma": discount}
+        assert a2pr_preset(f"{dataset}-v0") == expected, dataset
 
 
 def test_cli_trains_and_evaluates_a2pr(tmp_path, capsys):
