@@ -149,8 +149,11 @@ def render(payload: dict[str, Any]) -> None:
     )
     reruns = payload.get("reruns", {})
     if reruns:
-        when = ", ".join(f"{algo} on {date[:10]} ({why})" for algo, (date, why) in sorted(reruns.items()))
-        note += f" Rerun after a code change: {when}; the other agents' runs are older."
+        when = "; ".join(f"{algo} on {date[:10]} ({why})" for algo, (date, why) in sorted(reruns.items()))
+        note += (
+            f" Retrained after a code change: {when}; the other agents' runs are older, so the speed ratio "
+            "compares runs made at different times."
+        )
     verdict = "; ".join(verdicts)
     render_readme_section(
         section(task), f"{table}\n\nFinding: {verdict}. A normalised score of 0 is a uniform random policy.\n\n{note}"
