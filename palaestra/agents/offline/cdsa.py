@@ -184,9 +184,12 @@ class DatasetScoreModel(nn.Module):
         from tqdm.auto import tqdm
 
         device = self.obs_mean.device
-        obs = self.normalize_observations(torch.as_tensor(data["observations"], dtype=torch.float32, device=device))
-        next_obs = self.normalize_observations(torch.as_tensor(data["next_observations"], dtype=torch.float32, device=device))
-        actions = self.normalize_actions(torch.as_tensor(data["actions"], dtype=torch.float32, device=device))
+        rows = real_next_state_rows(data)
+        obs = self.normalize_observations(torch.as_tensor(data["observations"][rows], dtype=torch.float32, device=device))
+        next_obs = self.normalize_observations(
+            torch.as_tensor(data["next_observations"][rows], dtype=torch.float32, device=device)
+        )
+        actions = self.normalize_actions(torch.as_tensor(data["actions"][rows], dtype=torch.float32, device=device))
         generator = torch.Generator(device=device).manual_seed(seed)
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
         log_low, log_high = math.log(self.sigma_min), math.log(self.sigma_max)
@@ -418,6 +421,17 @@ def build_cdsa_score_model(
     model = DatasetScoreModel.from_dataset(get_dataset(), env, **hyperparams)
     model.fit_kwargs = fit_kwargs
     return model
+
+
+def real_next_state_rows(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Indices of the rows whose next state is real: all but those ``has_next_observation`` marks false.
+
+    A D4RL file imported with ``from_d4rl_hdf5`` stores a terminal row's next state as the state itself; the
+    state score and both dynamics models learn from next states, so such rows are left out of the fit.
+    """
+    n = len(data["observations"])
+    flags = np.asarray(data.get("has_next_observation", np.ones(n, dtype=bool)), dtype=bool)
+    return np.flatnonzero(flags)
 
 
 def _check_box(space: Any, name: str) -> None:

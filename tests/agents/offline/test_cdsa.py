@@ -227,3 +227,27 @@ def test_bad_input_is_rejected(fitted):
         DatasetScoreModel(*SPACES, np.zeros(2), np.ones(2), sigma_min=1.0, sigma_max=0.5)
     with pytest.raises(ValueError, match="the dataset's observations have shape"):
         DatasetScoreModel.from_dataset(toy_dataset(50), gym.make("Pendulum-v1"))
+
+
+def test_rows_without_a_real_next_state_are_left_out_of_the_fit(monkeypatch):
+    """An imported D4RL terminal row stores s as its own next state; the next-state losses must never see it."""
+    from palaestra.agents.offline import cdsa
+
+    rng = np.random.default_rng(0)
+    n = 64
+    data = {
+        "observations": rng.normal(size=(n, 3)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, size=(n, 1)).astype(np.float32),
+        "rewards": np.zeros(n, np.float32),
+        "terminals": np.zeros(n, bool),
+        "timeouts": np.zeros(n, bool),
+        "next_observations": rng.normal(size=(n, 3)).astype(np.float32),
+        "has_next_observation": np.ones(n, bool),
+    }
+    marked = [5, 17, 40]
+    data["has_next_observation"][marked] = False
+    data["next_observations"][marked] = 1e6  # a poisoned next state: any use of it blows up the dynamics loss
+    assert list(np.setdiff1d(np.arange(n), cdsa.real_next_state_rows(data))) == marked
+    model = DatasetScoreModel.from_dataset(data, hidden_sizes=(16,))
+    history = model.fit(steps=20, batch_size=64, dataset=data)
+    assert all(np.isfinite(entry["forward_dynamics"]) and entry["forward_dynamics"] < 1e3 for entry in history)
