@@ -2,7 +2,8 @@
 
 Paper: "The Effective Horizon Explains Deep RL Performance in Stochastic Environments",
 https://arxiv.org/abs/2312.08369 (Sec. 5, Algorithm 1). Reference code (read, not copied):
-cassidylaidlaw/effective-horizon, ``effective_horizon/sb3/algorithms/sqirl.py`` at commit 54051f9.
+cassidylaidlaw/effective-horizon, ``effective_horizon/sb3/algorithms/sqirl.py`` (added in 8ef4f4a, unchanged at
+1a83eb7fe922b5911d7606728455d65f1953a785) and ``effective_horizon/sb3/train.py`` at 1a83eb7.
 
 SQIRL learns a non-stationary policy one timestep at a time. At iteration ``i`` it collects ``m``
 episodes that follow the already-learned greedy policies ``pi_1 .. pi_{i-1}`` for the first ``i - 1``
@@ -16,7 +17,15 @@ Regressors: ``"tabular"`` (least squares on one-hot ``(s, a)`` features, i.e. pe
 ``Discrete`` observations) and ``"mlp"`` (a 64-64 ReLU network with ``k * A`` outputs trained by Adam on
 the replay buffer, as in the reference code, for any Box or Discrete observation).
 
+As in the reference code, the MLP takes ``ceil(collected * n_epochs / batch_size)`` gradient steps per iteration,
+where ``collected`` counts *every* env step of the iteration's ``m`` episodes (``rollout.episode_timesteps``),
+including the steps before the frontier that are not stored.
+
 Differences from the paper's code:
+    * ``episodes_per_timestep`` defaults to 32. The reference's ``SQIRL`` class and ``train.py`` default to 1, but
+      the paper sweeps ``m`` (the README passes ``algo_args.episodes_per_timestep=$M``) and reports the best value;
+      32 is the middle of the grid ``{8, 32, 128}`` that ``benchmarks/online_sqirl.py`` sweeps. Pass ``1`` for the
+      reference default.
     * Plain MSE summed over the ``k`` heads (the code optionally rescales each head's loss by its running mean).
     * The replay buffer is sampled uniformly (the code's default priority decay of 1.0 is also uniform).
     * The tabular regressor, which the paper's theory allows (any in-distribution regression oracle), is
@@ -147,13 +156,15 @@ class SQIRL(EpisodicAgent):
     Args:
         env: A Gymnasium env (or id) with a ``Discrete`` action space and a finite horizon.
         planning_depth: ``k >= 1``, the number of Q-iteration steps (``k - 1`` fitted-Q backups after ``Q^1``).
-        episodes_per_timestep: ``m >= 1``, exploration episodes per iteration (one iteration per timestep).
+        episodes_per_timestep: ``m >= 1``, exploration episodes per iteration (one iteration per timestep); the
+            reference code's default is 1, the paper reports the best of a sweep (see the module docstring).
         regressor: ``"tabular"`` (needs ``Discrete`` observations) or ``"mlp"``.
         gamma: Discount of the regression targets (1.0: the undiscounted finite-horizon return).
         horizon: Episode length ``T``; default: the env's ``horizon`` attribute or ``max_episode_steps``.
         learning_rate: Adam step size of the MLP regressor (reference default 1e-4).
         batch_size: MLP minibatch size (reference default 128).
-        n_epochs: MLP passes over the new data per iteration: ``ceil(new * n_epochs / batch_size)`` steps (default 10).
+        n_epochs: MLP passes per iteration over the env steps it collected: ``ceil(collected * n_epochs /
+            batch_size)`` gradient steps, counting every step of the ``m`` episodes as the reference does (default 10).
         net_arch: Hidden sizes of the MLP (reference default ``(64, 64)``).
         max_grad_norm: Gradient-norm clip of the MLP (reference default 10).
         buffer_size: Replay capacity in transitions (oldest dropped first).
@@ -231,7 +242,9 @@ class SQIRL(EpisodicAgent):
         keys = ("obs", "actions", "returns", "rewards", "next_obs", "dones")
         self._buffer: dict[str, list[np.ndarray]] = {key: [] for key in keys}
         self._buffer_len = 0
-        self._new_transitions = 0  # added since the last fit: sets the MLP's gradient steps
+        # Env steps collected since the last fit, stored or not (the reference's rollout.episode_timesteps): sets the
+        # MLP's gradient steps.
+        self._new_transitions = 0
         if self.regressor == "tabular":
             self.n_states = int(self.observation_space.n)  # type: ignore[attr-defined]
             self.q_table = np.zeros((self.planning_depth, self.n_states, self.n_actions))
@@ -345,6 +358,7 @@ class SQIRL(EpisodicAgent):
                 ):
                     trajectory[key].append(value)
                 self.num_timesteps += 1
+                self._new_transitions += 1
                 callback.update_locals(locals())
                 if not callback.on_step():
                     return episode_returns, reached, False
@@ -371,7 +385,6 @@ class SQIRL(EpisodicAgent):
         for key, value in arrays.items():
             self._buffer[key].append(value)
         self._buffer_len += len(arrays["actions"])
-        self._new_transitions += len(arrays["actions"])
         while self._buffer_len - len(self._buffer["actions"][0]) >= self.buffer_size:
             self._buffer_len -= len(self._buffer["actions"][0])
             for key in self._buffer:
@@ -382,6 +395,7 @@ class SQIRL(EpisodicAgent):
 
     def _fit(self) -> float:
         """Regress ``Q^1 .. Q^k`` on the whole buffer (Alg. 1, lines 7-9); returns the last loss (tabular: MSE of head 1)."""
+        collected, self._new_transitions = self._new_transitions, 0  # this iteration's env steps
         if self._buffer_len == 0:
             return math.nan
         data = self._buffer_arrays()
@@ -410,8 +424,7 @@ class SQIRL(EpisodicAgent):
             "dones": torch.as_tensor(data["dones"], dtype=torch.float32),
         }
         n = len(data["actions"])
-        gradient_steps = math.ceil(self._new_transitions * self.n_epochs / self.batch_size)
-        self._new_transitions = 0
+        gradient_steps = math.ceil(collected * self.n_epochs / self.batch_size)
         generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         loss = torch.tensor(math.nan)
         for _ in range(gradient_steps):
