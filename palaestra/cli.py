@@ -331,7 +331,9 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
             f"{args.checkpoint!r} holds a {spec.name} model, which is not a policy; "
             f"pass it as --cdsa {args.checkpoint} beside a policy's --checkpoint"
         )
-    if args.stochastic and spec.deterministic_actor:
+    config = getattr(model, "config", None)
+    deterministic = spec.deterministic_actor or (isinstance(config, dict) and bool(config.get("deterministic_actor")))
+    if args.stochastic and deterministic:
         raise UsageError(f"{spec.name}'s actor is deterministic, so --stochastic would change no action; drop it")
     env_id = args.env or metadata.get("env_id")
     if env_id is None:

@@ -309,6 +309,16 @@ def test_stochastic_is_refused_for_a_deterministic_actor(hopper_run, capsys):
     assert_one_line(err, "td3bc's actor is deterministic, so --stochastic would change no action")
 
 
+def test_stochastic_is_refused_for_iqls_deterministic_actor_preset(minari_root, tmp_path, capsys):
+    """CORL's hopper-medium config gives IQL a deterministic actor (applied from the env id)."""
+    out = tmp_path / "iql"
+    argv = ["train", "--algo", "iql", "--env", "hopper-medium-v0", "--env-kwargs", "dataset_size=2000"]
+    assert main([*argv, "--timesteps", "5", "--out", str(out), "--no-progress-bar"]) == 0
+    status, err = run(["eval", "--checkpoint", str(out), "--stochastic"], capsys)
+    assert status == 2
+    assert_one_line(err, "iql's actor is deterministic")
+
+
 def test_a_score_model_is_not_evaluated_as_a_policy(minari_root, tmp_path, capsys):
     out = tmp_path / "score"
     argv = ["train", "--algo", "cdsa-score", "--env", "hopper-medium-v0", "--env-kwargs", "dataset_size=2000"]
