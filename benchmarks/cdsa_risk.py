@@ -140,8 +140,8 @@ def evaluate_seed(args: argparse.Namespace, seed: int, env: gym.Env) -> tuple[li
     return results, timings
 
 
-def render(payload: dict[str, Any]) -> None:
-    """README table: per row the mean over seeds, and CDSA's paired gain over the bare policy with a CI."""
+def render_markdown(payload: dict[str, Any]) -> str:
+    """README section body: per row the mean over seeds, and CDSA's paired gain over the bare policy with a CI."""
     a, results = payload["args"], payload["results"]
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in results:
@@ -176,7 +176,12 @@ def render(payload: dict[str, Any]) -> None:
         f"{payload['machine']['cpu']}, 1 torch thread. Rerun: `python -m benchmarks.{NAME}`."
     )
     finding = "Finding (CDSA minus the bare policy): " + "; ".join(parts) + "."
-    render_readme_section(SECTION, f"{markdown_table(header, rows)}\n\n{finding}\n\n{note}")
+    return f"{markdown_table(header, rows)}\n\n{finding}\n\n{note}"
+
+
+def render(payload: dict[str, Any]) -> None:
+    """Write the README section of a results payload."""
+    render_readme_section(SECTION, render_markdown(payload))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -28,7 +29,7 @@ ALGOS: dict[str, type[MultiTurnAgent]] = {"grpo": GRPO, "igpo": IGPO, "gigpo": G
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hops", type=int, nargs="+", default=[1], help="question hops (default 1; the papers' claim is 2 3)")
     parser.add_argument("--seeds", type=int, default=3, help="RL seeds per algorithm (default 3)")
@@ -42,14 +43,72 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="RL learning rate (default 3e-4)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--name", help="result file stem (default llm_agents_<hops>hop)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
+
+
+SUMMARY_COLUMNS = {
+    "final_train_em": "train EM",
+    "final_dev_em": "dev EM",
+    "dev_em_gain_over_sft": "dev EM - SFT start",
+    "final_hot_em": "hot EM",
+    "train_em": "rollout EM (sampled)",
+    "zero_variance_groups": "zero-variance groups",
+    "step_time_ratio_vs_grpo": "step time / GRPO",
+    "step_s": "step s",
+    "gen_tokens_per_s": "gen tok/s",
+    "train_tokens_per_s": "train tok/s",
+}
+SPLITS = ("train", "dev", "hot")
+
+
+def section(payload: dict[str, Any]) -> str:
+    """The README section of a results payload."""
+    return f"Multi-turn LLM agents: {'+'.join(map(str, payload['config']['hops']))}-hop questions"
+
+
+def summary_table(payload: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the summary table (columns an older results file lacks are left out)."""
+    summary = payload["summary"]
+    keys = [key for key in SUMMARY_COLUMNS if all(key in s for s in summary.values())]
+    return ["algo", *(SUMMARY_COLUMNS[key] for key in keys)], [[algo, *(s[k] for k in keys)] for algo, s in summary.items()]
+
+
+def render_markdown(payload: dict[str, Any], name: str | None = None) -> str:
+    """The README section body (settings, table, plots and the rerun command) of a results payload.
+
+    ``name`` is the results file stem the plots are named after (default: the run's ``--name``).
+    """
+    config, sft_eval = payload["config"], payload["sft_eval"]
+    name = name or config["name"]
+    options = vars(parse_args([]))
+    args = {key: config[key] for key in options if key in config}
+    table = markdown_table(*summary_table(payload))
+    start = "a saved checkpoint" if config["sft_checkpoint"] else f"{config['sft_steps']} updates"
+    return (
+        f"ToolSearch-v0 ({config['env_kwargs']}), tiny Qwen2 model ({payload['n_parameters']} parameters), one shared SFT "
+        f"start ({start}; train EM "
+        f"{sft_eval['eval/train_em']:.3g}, dev EM {sft_eval['eval/dev_em']:.3g}, hot EM "
+        f"{sft_eval['eval/hot_em']:.3g}), then {config['steps']} RL updates x {config['seeds']} seeds, "
+        f"G={config['group_size']}, {config['n_prompts']} questions per update, RL learning rate "
+        f"{config['learning_rate']:g}, {config['threads']} torch thread(s); "
+        "final EM after the last update, "
+        f"mean over seeds on {config['eval_questions']} questions per split (greedy). "
+        f"Peak RSS {payload['peak_rss_mb']:.0f} MB.\n\n{table}\n\n"
+        + " ".join(f"![{split} EM](results/{name}_{split}_em.png)" for split in SPLITS)
+        + "\n\nRerun: `python -m benchmarks.llm_agents "
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in args.items()
+            if v is not None and k != "name" and not (config["sft_checkpoint"] and k in ("hops", "sft_steps"))
+        )
+        + "`."
+    )
 
 
 def main() -> None:
     args = parse_args()
     th.set_num_threads(args.threads)
-    hops_label = "+".join(map(str, args.hops))
-    args.name = args.name or f"llm_agents_{hops_label}hop"
+    args.name = args.name or f"llm_agents_{'+'.join(map(str, args.hops))}hop"
     # top_k 1 and 300 characters per document: the answer is visible in 99% of 1-hop oracle episodes (at 120
     # characters only in 35%, so the SFT start would learn to guess), at about 40 words per observation.
     env_kwargs = {"hops": args.hops, "top_k": 1, "max_doc_chars": 300, "max_turns": max(args.hops) + 2}
@@ -88,7 +147,7 @@ def main() -> None:
         (algo, seed): cls.load(sft_dir, seed=seed, **overrides) for algo, cls in ALGOS.items() for seed in range(args.seeds)
     }
     evals = list(range(0, args.steps + 1, args.eval_every))
-    splits = ("train", "dev", "hot")
+    splits = SPLITS
     em: dict[tuple[str, int], dict[str, list[float]]] = {key: {split: [] for split in splits} for key in agents}
     logs: dict[tuple[str, int], list[dict[str, float]]] = {key: [] for key in agents}
     for key, agent in agents.items():
@@ -141,32 +200,8 @@ def main() -> None:
         "peak_rss_mb": peak_rss_mb,
     }
     write_results(args.name, payload)
-    keys = ("final_train_em", "final_dev_em", "dev_em_gain_over_sft", "final_hot_em", "train_em", "zero_variance_groups",
-            "step_time_ratio_vs_grpo", "step_s", "gen_tokens_per_s", "train_tokens_per_s")  # fmt: skip
-    rows = [[algo, *(s[k] for k in keys)] for algo, s in summary.items()]
-    header = ["algo", "train EM", "dev EM", "dev EM - SFT start", "hot EM", "rollout EM (sampled)", "zero-variance groups",
-              "step time / GRPO", "step s", "gen tok/s", "train tok/s"]  # fmt: skip
-    table = markdown_table(header, rows)
-    body = (
-        f"ToolSearch-v0 ({env_kwargs}), tiny Qwen2 model ({n_params} parameters), one shared SFT start "
-        f"({'a saved checkpoint' if args.sft_checkpoint else f'{args.sft_steps} updates'}; train EM "
-        f"{sft_eval['eval/train_em']:.3g}, dev EM {sft_eval['eval/dev_em']:.3g}, hot EM "
-        f"{sft_eval['eval/hot_em']:.3g}), then {args.steps} RL updates x {args.seeds} seeds, G={args.group_size}, "
-        f"{args.n_prompts} questions per update, RL learning rate {args.learning_rate:g}, {args.threads} torch thread(s); "
-        "final EM after the last update, "
-        f"mean over seeds on {args.eval_questions} questions per split (greedy). "
-        f"Peak RSS {peak_rss_mb:.0f} MB.\n\n{table}\n\n"
-        + " ".join(f"![{split} EM](results/{args.name}_{split}_em.png)" for split in splits)
-        + "\n\nRerun: `python -m benchmarks.llm_agents "
-        + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-            if v is not None and k != "name" and not (args.sft_checkpoint and k in ("hops", "sft_steps"))
-        )
-        + "`."
-    )
-    render_readme_section(f"Multi-turn LLM agents: {hops_label}-hop questions", body)
-    print(table)
+    render_readme_section(section(payload), render_markdown(payload))
+    print(markdown_table(*summary_table(payload)))
 
 
 if __name__ == "__main__":

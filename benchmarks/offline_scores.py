@@ -135,44 +135,66 @@ def seed_statistics(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def finished_cells(settings: dict[str, Any], payload: dict[str, Any]) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """``(env id, algorithm, finished runs)`` of each table row with at least one run, in table order."""
+    runs = {run_key(run): run for run in payload["runs"]}
+    for task in settings["tasks"]:
+        for kind in settings["kinds"]:
+            env_id = f"{task}-{kind}-v0"
+            for algo in settings["algos"]:
+                finished = [runs[key] for key in ((env_id, algo, seed) for seed in settings["seeds"]) if key in runs]
+                if finished:
+                    yield env_id, algo, finished
+
+
 def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README) -> str:
     """Write the table (README section) and the curves of the runs finished so far; return the section body."""
-    runs = {run_key(run): run for run in payload["runs"]}
+    from palaestra.envs.offline import parse_offline_env_id
+
     data_scores = payload.setdefault("data_scores", {})
-    rows, curves = [], {}
-    for task in args.tasks:
-        for kind in args.kinds:
-            env_id = f"{task}-{kind}-v0"
-            for algo in args.algos:
-                finished = [runs[key] for key in ((env_id, algo, seed) for seed in args.seeds) if key in runs]
-                if not finished:
-                    continue
-                if env_id not in data_scores:
-                    data_scores[env_id] = dataset_score(env_id, dataset_size(args, kind))
-                stats = seed_statistics(finished)
-                low, high = stats["ci"]
-                rows.append([env_id, f"{data_scores[env_id]:.1f}", algo, str(stats["seeds"]), f"{stats['last']:.1f}",
-                             f"[{low:.1f}, {high:.1f}]", f"{stats['late']:.1f}", f"{stats['best']:.1f}"])  # fmt: skip
-                steps = np.asarray([entry["step"] for entry in finished[0]["eval_history"]])
-                curves[f"{env_id} {algo}"] = (steps, stats["histories"])
+    curves = {}
+    for env_id, algo, finished in finished_cells(vars(args), payload):
+        if env_id not in data_scores:
+            data_scores[env_id] = dataset_score(env_id, dataset_size(args, parse_offline_env_id(env_id)[1]))
+        steps = np.asarray([entry["step"] for entry in finished[0]["eval_history"]])
+        curves[f"{env_id} {algo}"] = (steps, seed_statistics(finished)["histories"])
     png = results_dir / f"{args.name}.png"
     if curves:
         plot_learning_curves(curves, png, xlabel="gradient steps", ylabel="D4RL-normalised score", title="TD3+BC and IQL")
-    sizes = (
-        "standard sizes" if args.dataset_size is None else f"{args.dataset_size:,} transitions; medium-replay: whole buffer"
-    )
-    body = (
-        f"Datasets: {', '.join(args.kinds)} of {', '.join(args.tasks)} ({sizes}). "
-        f"D4RL-normalised score (x100) of the last evaluation, mean over the seeds finished (of {args.seeds}) with a "
-        f"95% bootstrap CI; budget {args.steps:,} gradient steps per run, evaluation every {args.eval_freq:,} steps x "
-        f"{args.eval_episodes} episodes, CORL hyperparameters, 1 torch thread on a shared 2-core CPU "
+    body = render_markdown(vars(args), payload, args.name)
+    render_readme_section(args.section, body, readme)
+    return body
+
+
+def render_markdown(settings: dict[str, Any], payload: dict[str, Any], name: str = "offline_scores") -> str:
+    """The README section body of the runs finished so far in a results payload saved as ``name``.
+
+    ``settings`` are the run settings (``payload["args"]`` or the command line's); a dataset whose "data" score is
+    not in the payload shows "-".
+    """
+    data_scores = payload.get("data_scores", {})
+    rows = []
+    for env_id, algo, finished in finished_cells(settings, payload):
+        stats = seed_statistics(finished)
+        low, high = stats["ci"]
+        data = f"{data_scores[env_id]:.1f}" if env_id in data_scores else "-"
+        rows.append([env_id, data, algo, str(stats["seeds"]), f"{stats['last']:.1f}", f"[{low:.1f}, {high:.1f}]",
+                     f"{stats['late']:.1f}", f"{stats['best']:.1f}"])  # fmt: skip
+    size = settings["dataset_size"]
+    sizes = "standard sizes" if size is None else f"{size:,} transitions; medium-replay: whole buffer"
+    return (
+        f"Datasets: {', '.join(settings['kinds'])} of {', '.join(settings['tasks'])} ({sizes}). "
+        f"D4RL-normalised score (x100) of the last evaluation, mean over the seeds finished (of {settings['seeds']}) "
+        f"with a 95% bootstrap CI; budget {settings['steps']:,} gradient steps per run, evaluation every "
+        f"{settings['eval_freq']:,} steps x {settings['eval_episodes']} episodes, CORL hyperparameters, 1 torch thread "
+        "on a shared 2-core CPU "
         '(`python -m benchmarks.offline_scores`; `--full` reruns the 1M-step MuJoCo protocol). "data" is the mean '
         "normalised return of the dataset's own episodes. The data are palaestra's own, generated from its SAC "
         "behaviour policies, not D4RL's: compare these numbers with each other, not with the D4RL tables. "
         f'"last {LATE_EVALUATIONS} mean" averages each seed\'s last {LATE_EVALUATIONS} evaluations (all of them when a run '
         "has fewer), then the seeds: "
         "steadier than one evaluation where the score jumps between checkpoints. "
-        f"Curves: `benchmarks/results/{png.name}`.\n\n"
+        f"Curves: `benchmarks/results/{name}.png`.\n\n"
         + markdown_table(
             [
                 "dataset",
@@ -187,8 +209,6 @@ def report(args: argparse.Namespace, payload: dict[str, Any], results_dir: Path 
             rows,
         )
     )
-    render_readme_section(args.section, body, readme)
-    return body
 
 
 def missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> list[tuple[str, int | None, str, int]]:

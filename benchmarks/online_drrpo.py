@@ -208,6 +208,36 @@ def plot(linear: dict[str, Any], put: dict[str, Any], path: Any) -> None:
     plt.close(figure)
 
 
+def render_markdown(payload: dict[str, Any]) -> str:
+    """The README section body (both tables and the plot) of a results payload."""
+    linear, put, config = payload["linear_mdp"], payload["put_option"], payload["config"]
+    shifts, drifts = linear["shifts"], put["drifts"]
+
+    def rows(data: dict[str, Any], columns: list[int]) -> list[list[str]]:
+        table = []
+        for label, arm in data["arms"].items():
+            cells = [f"{arm['mean'][j]:.3f} [{arm['ci'][j][0]:.3f}, {arm['ci'][j][1]:.3f}]" for j in columns]
+            table.append([label, *cells])
+        return table
+
+    linear_cols = [j for j in (0, 3, 5, 7, 10) if j < len(shifts)]
+    put_cols = list(range(len(drifts)))
+    seeds, budget = config["linear"]["seeds"], config["linear"]["budget_env_steps"]
+    put_seeds, put_budget, put_episodes = (config["put"][key] for key in ("seeds", "budget_env_steps", "test_episodes"))
+    return (
+        f"`python benchmarks/online_drrpo.py` — {THREADS} torch thread. DR-RPO (eta 1, beta 100) at several TV radii, "
+        "its non-robust version (rho = 0) and SB3 PPO on the same features, trained on the nominal model only. "
+        "Mean return over seeds with 95% bootstrap CIs.\n\n"
+        f"**LinearRobustMDP-v0** ({seeds} seeds, {budget} env steps = {budget // 3} episodes; "
+        f"exact returns; optimal nominal return {linear['optimal_nominal_return']:.3f}):\n\n"
+        + markdown_table(["agent", *(f"q = {shifts[j]}" for j in linear_cols)], rows(linear, linear_cols))
+        + f"\n\n**AmericanPutOption-v0** ({put_seeds} seeds, {put_budget} env steps at drift 0.5, "
+        f"{put_episodes} test episodes per drift):\n\n"
+        + markdown_table(["agent", *(f"p_up = {drifts[j]}" for j in put_cols)], rows(put, put_cols))
+        + "\n\n![DR-RPO under dynamics shift](results/online_drrpo.png)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -248,27 +278,7 @@ def main() -> None:
     write_results("online_drrpo", payload)
     plot(linear, put, RESULTS_DIR / "online_drrpo.png")
 
-    def rows(data: dict[str, Any], columns: list[int]) -> list[list[str]]:
-        table = []
-        for label, arm in data["arms"].items():
-            cells = [f"{arm['mean'][j]:.3f} [{arm['ci'][j][0]:.3f}, {arm['ci'][j][1]:.3f}]" for j in columns]
-            table.append([label, *cells])
-        return table
-
-    linear_cols = [0, 3, 5, 7, 10]
-    put_cols = list(range(len(drifts)))
-    body = (
-        f"`python benchmarks/online_drrpo.py` — {THREADS} torch thread. DR-RPO (eta 1, beta 100) at several TV radii, "
-        "its non-robust version (rho = 0) and SB3 PPO on the same features, trained on the nominal model only. "
-        "Mean return over seeds with 95% bootstrap CIs.\n\n"
-        f"**LinearRobustMDP-v0** ({args.seeds} seeds, {args.linear_budget} env steps = {args.linear_budget // 3} episodes; "
-        f"exact returns; optimal nominal return {linear['optimal_nominal_return']:.3f}):\n\n"
-        + markdown_table(["agent", *(f"q = {shifts[j]}" for j in linear_cols)], rows(linear, linear_cols))
-        + f"\n\n**AmericanPutOption-v0** ({args.put_seeds} seeds, {args.put_budget} env steps at drift 0.5, "
-        f"{args.put_episodes} test episodes per drift):\n\n"
-        + markdown_table(["agent", *(f"p_up = {drifts[j]}" for j in put_cols)], rows(put, put_cols))
-        + "\n\n![DR-RPO under dynamics shift](results/online_drrpo.png)"
-    )
+    body = render_markdown(payload)
     render_readme_section("online_drrpo", body)
     print(body)
 

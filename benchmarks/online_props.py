@@ -164,6 +164,61 @@ def _fmt(stat: tuple[float, float, float], digits: int = 3) -> str:
     return f"{mean:.{digits}g} [{low:.{digits}g}, {high:.{digits}g}]"
 
 
+def plot_names(payload: dict[str, Any], name: str = "online_props") -> list[str]:
+    """The file names of the plots a run of ``payload``'s settings writes into ``results/``, in README order."""
+    names = [f"{name}_{kind}_{env_id}.png" for env_id in payload["config"]["envs"] for kind in ("return", "sampling_error")]
+    return [*names, f"{name}_fixed_target.png"] if payload.get("fixed_target") else names
+
+
+def render_markdown(payload: dict[str, Any], name: str = "online_props") -> str:
+    """The README section body (settings, tables and plot names) of a results payload saved as ``name``."""
+    config, summary, fixed_summary = payload["config"], payload["summary"], payload.get("fixed_target") or {}
+    columns = ("final_return", "mean_return", "sampling_error")
+    rows = [
+        [env_id, arm, *(_fmt(tuple(stats[key])) for key in columns), f"{stats['speed_vs_ppo'][0]:.2f}"]
+        for env_id in config["envs"]
+        for arm, stats in summary[env_id].items()
+        if arm in ARMS
+    ]
+    table = markdown_table(
+        [
+            "env",
+            "arm",
+            "final return (last 25% evals)",
+            "mean return (all evals)",
+            "sampling error (nats)",
+            "env steps/s vs PPO",
+        ],
+        rows,
+    )
+    fixed_text = ""
+    if fixed_summary:
+        fixed_rows = [
+            [c, _fmt(tuple(fixed_summary["on-policy"][i])), _fmt(tuple(fixed_summary["PROPS"][i]))]
+            for i, c in enumerate(config["fixed_checkpoints"])
+        ]
+        fixed_text = (
+            "Fixed target (frozen final PPO policy of each CartPole-v1 seed; sampling error of the buffer as it grows):\n\n"
+            + markdown_table(["samples", "on-policy sampling", "PROPS sampling"], fixed_rows)
+        )
+    command = "python -m benchmarks.online_props"
+    if name != "online_props":
+        command += f" --envs {' '.join(config['envs'])} --name {name}"
+    seeds, episodes, every = len(config["seeds"]), config["eval_episodes"], config["eval_every"]
+    return f"""`{command}` — {seeds} seeds, {config["steps_per_run"]} env steps per run, 1 torch thread,
+n = {N_STEPS}, m = {M_STEPS}, b = {BUFFER_BATCHES}; means over seeds with 95% bootstrap CIs. Return: deterministic
+target policy, {episodes} episodes every {every} steps. Sampling error: KL between the MLE policy of
+the data each target update uses and the target (PPO: the last batch, n samples; PPO-Buffer and PROPS: the last b
+batches). Speed: env steps/s of `learn` without the measuring callbacks, relative to SB3 PPO in the same run.
+
+{table}
+
+{fixed_text}
+
+Plots: {", ".join(f"`results/{p}`" for p in plot_names(payload, name))}.
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "RobustCartPole-v0"])
@@ -204,7 +259,6 @@ def main() -> None:
 
     # --- summaries -------------------------------------------------------------------------------------------------
     summary: dict[str, Any] = {}
-    rows = []
     for env_id, arms in runs.items():
         summary[env_id] = {}
         ppo_fps = [run["steps_per_second"] for run in arms["PPO"]]
@@ -221,7 +275,6 @@ def main() -> None:
                 "steps_per_second": _ci([run["steps_per_second"] for run in arm_runs]),
                 "speed_vs_ppo": _ci(speed),
             }
-            rows.append([env_id, arm, _fmt(_ci(final)), _fmt(_ci(auc)), _fmt(_ci(se)), f"{np.mean(speed):.2f}"])
         buffer_se = [float(np.mean(run["sampling_error"])) for run in arms["PPO-Buffer"]]
         props_se = [float(np.mean(run["sampling_error"])) for run in arms["PROPS"]]
         summary[env_id]["props_se_reduction_vs_ppo_buffer"] = _ci(
@@ -282,43 +335,8 @@ def main() -> None:
     if args.quick:
         return
 
-    table = markdown_table(
-        [
-            "env",
-            "arm",
-            "final return (last 25% evals)",
-            "mean return (all evals)",
-            "sampling error (nats)",
-            "env steps/s vs PPO",
-        ],
-        rows,
-    )
-    fixed_text = ""
-    if fixed:
-        fixed_rows = [
-            [c, _fmt(fixed_summary["on-policy"][i]), _fmt(fixed_summary["PROPS"][i])] for i, c in enumerate(checkpoints)
-        ]
-        fixed_text = (
-            "Fixed target (frozen final PPO policy of each CartPole-v1 seed; sampling error of the buffer as it grows):\n\n"
-            + markdown_table(["samples", "on-policy sampling", "PROPS sampling"], fixed_rows)
-        )
-    command = "python -m benchmarks.online_props"
-    if name != "online_props":
-        command += f" --envs {' '.join(args.envs)} --name {name}"
-    body = f"""`{command}` — {args.seeds} seeds, {args.steps} env steps per run, 1 torch thread,
-n = {N_STEPS}, m = {M_STEPS}, b = {BUFFER_BATCHES}; means over seeds with 95% bootstrap CIs. Return: deterministic
-target policy, {args.eval_episodes} episodes every {args.eval_every} steps. Sampling error: KL between the MLE policy of
-the data each target update uses and the target (PPO: the last batch, n samples; PPO-Buffer and PROPS: the last b
-batches). Speed: env steps/s of `learn` without the measuring callbacks, relative to SB3 PPO in the same run.
-
-{table}
-
-{fixed_text}
-
-Plots: {", ".join(f"`results/{p.name}`" for p in plots)}.
-"""
     section = "Online agents: PROPS" if name == "online_props" else f"Online agents: PROPS on {', '.join(args.envs)}"
-    render_readme_section(section, body)
+    render_readme_section(section, render_markdown(payload, name))
 
 
 if __name__ == "__main__":

@@ -182,6 +182,43 @@ def plot(rows: list[dict[str, Any]], budget: int, path: Any) -> None:
     plt.close(figure)
 
 
+def render_markdown(payload: dict[str, Any]) -> str:
+    """The README section body (table, correlations, FQI timing and plot) of a results payload."""
+    config, rows, solved, correlations = payload["config"], payload["rows"], payload["solved"], payload["spearman"]
+    fqi, seeds = payload["fqi_seconds_per_iteration"], config["seeds"]
+
+    def summary(result: dict[str, Any]) -> str:
+        steps = result["median_steps"]
+        if steps is None or not np.isfinite(steps):  # JSON writes an unsolved median as null
+            return f"not solved ({result['solved_seeds']}/{seeds})"
+        return f"{steps:.0f} ({result['median_episodes']:.0f} ep, {result['solved_seeds']}/{seeds})"
+
+    table_rows = [
+        [
+            r["mdp"],
+            f"{r['effective_horizon']:.2f}",
+            r["min_k"],
+            f"{r['optimal_return']:.3f}",
+            *(summary(r[a]) for a in ("sqirl", "ppo", "dqn")),
+        ]
+        for r in rows
+    ]
+    header = ["MDP", "eff. horizon H", "min k", "optimal return", "SQIRL steps (episodes, seeds solved)", "PPO", "DQN"]
+    corr = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in correlations.items())
+    return (
+        f"`python benchmarks/online_sqirl.py` — {seeds} seeds, {config['budget_env_steps']} env steps per run, "
+        f"{THREADS} torch thread; solved = the deterministic policy's exact return reaches "
+        f"{config['fraction_of_optimal']:.0%} of the optimal return "
+        "(median over seeds of the first env step/episode where it does; SQIRL: best of its k x m grid).\n\n"
+        + markdown_table(header, table_rows)
+        + f"\n\nMDPs solved (median seed): SQIRL {solved['sqirl']}, PPO {solved['ppo']}, DQN {solved['dqn']} of {len(rows)}. "
+        f"Spearman rank correlations: {corr}.\n\n"
+        f"SQIRL fitted-Q time per iteration (Empty-8x8, k=2): tabular {fqi['tabular']['median_s'] * 1e3:.2f} ms "
+        f"({fqi['tabular']['buffer_transitions']} transitions), MLP {fqi['mlp']['median_s'] * 1e3:.1f} ms.\n\n"
+        "![SQIRL vs PPO/DQN](results/online_sqirl.png)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=50_000, help="env steps per run")
@@ -282,34 +319,7 @@ def main() -> None:
     (RESULTS_DIR / "online_sqirl_partial.json").unlink(missing_ok=True)
     plot(rows, args.budget, RESULTS_DIR / "online_sqirl.png")
 
-    def summary(result: dict[str, Any], seeds: int) -> str:
-        if not np.isfinite(result["median_steps"]):
-            return f"not solved ({result['solved_seeds']}/{seeds})"
-        return f"{result['median_steps']:.0f} ({result['median_episodes']:.0f} ep, {result['solved_seeds']}/{seeds})"
-
-    table_rows = [
-        [
-            r["mdp"],
-            f"{r['effective_horizon']:.2f}",
-            r["min_k"],
-            f"{r['optimal_return']:.3f}",
-            *(summary(r[a], args.seeds) for a in ("sqirl", "ppo", "dqn")),
-        ]
-        for r in rows
-    ]
-    header = ["MDP", "eff. horizon H", "min k", "optimal return", "SQIRL steps (episodes, seeds solved)", "PPO", "DQN"]
-    corr = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in correlations.items())
-    body = (
-        f"`python benchmarks/online_sqirl.py` — {args.seeds} seeds, {args.budget} env steps per run, {THREADS} torch thread; "
-        f"solved = the deterministic policy's exact return reaches {args.fraction:.0%} of the optimal return "
-        "(median over seeds of the first env step/episode where it does; SQIRL: best of its k x m grid).\n\n"
-        + markdown_table(header, table_rows)
-        + f"\n\nMDPs solved (median seed): SQIRL {solved['sqirl']}, PPO {solved['ppo']}, DQN {solved['dqn']} of {len(rows)}. "
-        f"Spearman rank correlations: {corr}.\n\n"
-        f"SQIRL fitted-Q time per iteration (Empty-8x8, k=2): tabular {fqi['tabular']['median_s'] * 1e3:.2f} ms "
-        f"({fqi['tabular']['buffer_transitions']} transitions), MLP {fqi['mlp']['median_s'] * 1e3:.1f} ms.\n\n"
-        "![SQIRL vs PPO/DQN](results/online_sqirl.png)"
-    )
+    body = render_markdown(jsonable(payload))
     render_readme_section("online_sqirl", body)
     print(body)
 

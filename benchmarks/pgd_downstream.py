@@ -96,22 +96,22 @@ def sampling_seconds_per_transition(env: gym.Env, diffusion: dict[str, Any], see
     return seconds / len(model._pool["rewards"])
 
 
+def finished_agents(payload: dict[str, Any]) -> list[str]:
+    """The agents of a results payload with every data arm's runs finished for every seed."""
+    a = payload["args"]
+    return [
+        agent
+        for agent in AGENTS
+        if all(len(payload["results"].get(agent, {}).get(arm, [])) == len(a["seeds"]) for arm in DATA_ARMS)
+    ]
+
+
 def render(payload: dict[str, Any]) -> None:
-    """README table, verdicts and learning-curve plots from a results payload."""
+    """Learning-curve plots and README section (table and verdicts) from a results payload."""
     a = payload["args"]
     x = np.arange(1, a["steps"] // a["eval_every"] + 1) * a["eval_every"]
-    rows, verdicts = [], []
-    for agent in AGENTS:
-        runs = payload["results"].get(agent, {})
-        if not all(len(runs.get(arm, [])) == len(a["seeds"]) for arm in DATA_ARMS):
-            continue
-        scores = {arm: np.array([run["final_score"] for run in runs[arm]]) for arm in DATA_ARMS}
-        speed = {arm: np.mean([run["steps_per_second"] for run in runs[arm]]) for arm in DATA_ARMS}
-        for arm in DATA_ARMS:
-            low, high = bootstrap_ci(scores[arm])
-            ratio = speed[arm] / speed["real"]
-            mean = scores[arm].mean()
-            rows.append([agent, arm, len(scores[arm]), f"{mean:.1f}", f"[{low:.1f}, {high:.1f}]", f"{ratio:.2f}"])
+    for agent in finished_agents(payload):
+        runs = payload["results"][agent]
         plot_learning_curves(
             {arm: (x, np.array([run["curve"] for run in runs[arm]])) for arm in DATA_ARMS},
             BENCH_DIR / "results" / f"{NAME}_{agent.lower().replace('+', '')}.png",
@@ -119,11 +119,29 @@ def render(payload: dict[str, Any]) -> None:
             ylabel="normalised score (x100)",
             title=f"{agent} on {a['env']}",
         )
+    body = render_markdown(payload)
+    if body:
+        render_readme_section(SECTION, body)
+
+
+def render_markdown(payload: dict[str, Any]) -> str:
+    """The README section body (table, verdicts, settings) of a results payload; empty if no agent has finished."""
+    a = payload["args"]
+    rows, verdicts = [], []
+    for agent in finished_agents(payload):
+        runs = payload["results"][agent]
+        scores = {arm: np.array([run["final_score"] for run in runs[arm]]) for arm in DATA_ARMS}
+        speed = {arm: np.mean([run["steps_per_second"] for run in runs[arm]]) for arm in DATA_ARMS}
+        for arm in DATA_ARMS:
+            low, high = bootstrap_ci(scores[arm])
+            ratio = speed[arm] / speed["real"]
+            mean = scores[arm].mean()
+            rows.append([agent, arm, len(scores[arm]), f"{mean:.1f}", f"[{low:.1f}, {high:.1f}]", f"{ratio:.2f}"])
         versus_real = compare_means(scores["PGD"], scores["real"])
         versus_unguided = compare_means(scores["PGD"], scores["unguided diffusion"])
         verdicts.append(f"{agent}: PGD vs real data {versus_real}, vs unguided diffusion {versus_unguided}")
     if not rows:
-        return
+        return ""
     table = markdown_table(["agent", "data", "seeds", "final normalised score", "95% CI", "grad steps/s vs real"], rows)
     d = PGD.GUIDED_DEFAULTS
     note = (
@@ -138,8 +156,7 @@ def render(payload: dict[str, Any]) -> None:
         f"transition. {payload['machine']['cpu']}, 1 torch thread. Plots: `results/{NAME}_*.png`. "
         f"Rerun: `python -m benchmarks.{NAME}`."
     )
-    body = f"{table}\n\nFinding: {'; '.join(verdicts)}. A normalised score of 0 is a uniform random policy.\n\n{note}"
-    render_readme_section(SECTION, body)
+    return f"{table}\n\nFinding: {'; '.join(verdicts)}. A normalised score of 0 is a uniform random policy.\n\n{note}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,7 +100,22 @@ def measure_seed(args: argparse.Namespace, seed: int, env: gym.Env) -> dict[str,
 
 
 def render(payload: dict[str, Any]) -> None:
-    """The README table (means over seeds with bootstrap CIs) and the error-by-step plot."""
+    """The error-by-step plot and the README section of a results payload."""
+    a, runs = payload["args"], payload["runs"]
+    labels = list(runs[0]["curves"])
+    plot_learning_curves(
+        {label: (np.arange(1, a["horizon"]), np.array([run["curves"][label] for run in runs])) for label in labels},
+        BENCH_DIR / "results" / f"{NAME}.png",
+        xlabel="step index within the generated trajectory",
+        ylabel="one-step dynamics error (squared, true simulator)",
+        title="pendulum-medium: generated trajectories",
+        log_y=True,
+    )
+    render_readme_section(SECTION, render_markdown(payload))
+
+
+def render_markdown(payload: dict[str, Any]) -> str:
+    """The README section body: the table (means over seeds with bootstrap CIs), the finding and the settings."""
     a, runs = payload["args"], payload["runs"]
     labels = list(runs[0]["curves"])
     early, late = slice(0, 5), slice(5, a["horizon"] - 1)
@@ -116,14 +131,6 @@ def render(payload: dict[str, Any]) -> None:
         likelihood = np.array([run["likelihoods"][label] for run in runs])
         low, high = bootstrap_ci(likelihood)
         rows.append([label, *cells, f"{likelihood.mean():.3f} [{low:.3f}, {high:.3f}]"])
-    plot_learning_curves(
-        {label: (np.arange(1, a["horizon"]), np.array([run["curves"][label] for run in runs])) for label in labels},
-        BENCH_DIR / "results" / f"{NAME}.png",
-        xlabel="step index within the generated trajectory",
-        ylabel="one-step dynamics error (squared, true simulator)",
-        title="pendulum-medium: generated trajectories",
-        log_y=True,
-    )
     table = markdown_table(
         ["generator", "dyn. error steps 1-5", f"dyn. error steps 6-{a['horizon'] - 1}", "mean log pi(a|s) (target)"], rows
     )
@@ -158,7 +165,7 @@ def render(payload: dict[str, Any]) -> None:
             else "the world model's error is higher than PGD's late in the window, as claimed."
         )
     )
-    render_readme_section(SECTION, f"{table}\n\nFinding: {verdict}\n\n{note}")
+    return f"{table}\n\nFinding: {verdict}\n\n{note}"
 
 
 def main(argv: list[str] | None = None) -> int:
