@@ -285,8 +285,9 @@ def documents(observation: str) -> list[tuple[str, str]]:
 def step(observation: str, memory: dict) -> str:
     """One message of the search-then-read policy; ``memory`` persists over an episode's turns."""
     # BEGIN SOLUTION
-    if "Question: " in observation:
-        parsed = parse_question(observation.split("Question: ")[-1].strip())
+    last_line = observation.strip().splitlines()[-1] if observation.strip() else ""
+    if last_line.startswith("Question: "):
+        parsed = parse_question(last_line.removeprefix("Question: "))
         memory["parsed"] = parsed
         return f"<search> {parsed[1]} </search>" if parsed else "<answer> unknown </answer>"
     template, name = memory["parsed"]
@@ -337,7 +338,8 @@ def closed_book_step(observation: str, memory: dict) -> str:
     hits = memory_index.search(name, 3)
     remembered = [world.documents[hit.row] for hit in hits]
     text = next((d.text for d in remembered if d.title == name), remembered[0].text if remembered else "")
-    return f"<answer> {read_answer(template, name, text) or 'unknown'} </answer>"
+    answer = read_answer(template, name, text)
+    return f"<answer> {answer if answer else 'unknown'} </answer>"
 
 
 results: dict[str, dict[str, float]] = {}
