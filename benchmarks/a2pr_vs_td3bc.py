@@ -19,8 +19,8 @@ the learning curves, and gradient steps per second relative to TD3+BC measured i
 one ``learn`` call (IQL's cosine schedule spans it); results are written after every run and a rerun with the
 same settings skips the finished ones. ``--rerun A2PR`` (or another agent) discards that agent's saved runs
 and trains them again, keeping the others' (for a change to one agent's code; resume an interrupted rerun
-without ``--rerun``); the rendered note says which agents were rerun and when, since their speed ratio then
-compares runs made at different times. Run:
+without ``--rerun``); the rendered note says which agents were rerun and when, and their speed ratio to runs made
+at another time is left out. Run:
 ``python -m benchmarks.a2pr_vs_td3bc`` (``--steps``, ``--seeds`` and ``--width`` change the budget).
 """
 
@@ -117,6 +117,7 @@ def render(payload: dict[str, Any]) -> None:
         f"; on {REPLAY} the authors' preset {json.dumps(preset)}" if preset else " (no preset exists for this task)"
     )
     x = np.arange(1, a["steps"] // a["eval_every"] + 1) * a["eval_every"]
+    reruns = payload.get("reruns", {})
     rows, verdicts = [], []
     for label, runs in payload["results"].items():
         if not all(len(runs.get(algo, [])) == len(a["seeds"]) for algo in ALGOS):
@@ -126,7 +127,9 @@ def render(payload: dict[str, Any]) -> None:
         for algo in ALGOS:
             low, high = bootstrap_ci(finals[algo])
             mean, ratio = finals[algo].mean(), speed[algo] / speed["TD3+BC"]
-            rows.append([label, algo, len(finals[algo]), f"{mean:.1f}", f"[{low:.1f}, {high:.1f}]", f"{ratio:.2f}"])
+            # a retrained agent's runs and TD3+BC's ran at different times, under other loads: no ratio
+            shown = "n/a" if (algo in reruns) != ("TD3+BC" in reruns) else f"{ratio:.2f}"
+            rows.append([label, algo, len(finals[algo]), f"{mean:.1f}", f"[{low:.1f}, {high:.1f}]", shown])
         plot_learning_curves(
             {algo: (x, np.array([run["curve"] for run in runs[algo]])) for algo in ALGOS},
             BENCH_DIR / "results" / f"{name}_{label.split()[0]}.png",
@@ -147,12 +150,11 @@ def render(payload: dict[str, Any]) -> None:
         f"dataset has {a['mixed_size']} transitions. {payload['machine']['cpu']}, 1 torch thread. "
         f"Plots: `results/{name}_*.png`. Rerun: `{rerun_command(a)}`."
     )
-    reruns = payload.get("reruns", {})
     if reruns:
         when = "; ".join(f"{algo} on {date[:10]} ({why})" for algo, (date, why) in sorted(reruns.items()))
         note += (
-            f" Retrained after a code change: {when}; the other agents' runs are older, so the speed ratio "
-            "compares runs made at different times."
+            f" Retrained after a code change: {when}; the other agents' runs are older, and a speed ratio between "
+            "runs made at different times (n/a) is not shown."
         )
     verdict = "; ".join(verdicts)
     render_readme_section(
