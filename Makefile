@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.palaestra-installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo lint test test-slow bench course clean
+.PHONY: install demo lint test test-slow bench course docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP)
 # The students' notebooks of the course (solutions stripped, no outputs) in build/course.
 course: $(STAMP)
 	$(BIN)/python -m palaestra.course build --out build/course
+
+# The documentation site in build/docs (open build/docs/index.html); warnings and broken references fail the build.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs build/docs
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

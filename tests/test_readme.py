@@ -1,5 +1,8 @@
-"""The README's examples stay true: its Python imports and reads names that exist and binds what it uses, and its
-``palaestra`` commands parse, with algorithms and env ids that are registered."""
+"""The examples of the README and of every documentation page (docs/**/*.md) stay true.
+
+Each page's Python imports and reads names that exist and binds what it uses (every page on its own, as a reader
+meets it), and its ``palaestra`` commands parse, with algorithms and env ids that are registered.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,18 @@ import palaestra  # noqa: F401  (registers the env ids the commands name)
 from palaestra.agents import get_algorithm
 from palaestra.cli import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS_DIR = ROOT / "docs"
+# The README and the documentation's pages; docs/_generated/ holds what the build writes, not pages of its own.
+DOCS = [README, *sorted(path for path in DOCS_DIR.glob("**/*.md") if "_generated" not in path.relative_to(DOCS_DIR).parts)]
+
+
+def page_name(path: Path) -> str:
+    """A page's path relative to the repository, for test ids and messages."""
+    return str(path.relative_to(ROOT))
+
+
 # Names an example leaves to the reader on purpose, keyed by a line of that example: the protocol sketch's types
 # and a text agent's observations.
 PLACEHOLDERS = {
@@ -128,11 +142,23 @@ def imported_attributes(blocks: list[str]) -> set[tuple[str, str | None, str]]:
     return attributes
 
 
-BLOCKS = fenced_blocks(README.read_text(), "python")
-COMMANDS = cli_commands(fenced_blocks(README.read_text(), "bash"))
+PAGE_BLOCKS = {page: fenced_blocks(page.read_text(), "python") for page in DOCS}
+BLOCKS = [block for blocks in PAGE_BLOCKS.values() for block in blocks]
+PAGE_COMMANDS = [(page, argv) for page in DOCS for argv in cli_commands(fenced_blocks(page.read_text(), "bash"))]
+COMMANDS = [argv for _, argv in PAGE_COMMANDS]
 
 
-def test_readme_has_python_examples() -> None:
+def command_id(page: Path, argv: list[str]) -> str:
+    return f"{page_name(page)}: {' '.join(argv)}"
+
+
+def test_the_docs_pages_are_found() -> None:
+    names = {page_name(page) for page in DOCS}
+    assert {"README.md", "docs/index.md", "docs/getting-started.md"} <= names, names
+    assert not any("_generated" in name for name in names)
+
+
+def test_readme_and_docs_have_python_examples() -> None:
     assert len(BLOCKS) >= 10
 
 
@@ -150,22 +176,27 @@ def test_cli_commands_checks_optional_parts_with_placeholder_values() -> None:
     ]
 
 
-def test_every_readme_example_binds_the_names_it_uses() -> None:
-    assert unbound_names(BLOCKS) == {}
+@pytest.mark.parametrize("page", DOCS, ids=page_name)
+def test_every_example_binds_the_names_it_uses(page: Path) -> None:
+    """Each page on its own: a reader who lands on it runs its blocks in order, not the README's before them."""
+    assert unbound_names(PAGE_BLOCKS[page]) == {}, page_name(page)
 
 
 @pytest.mark.parametrize(("module", "name"), sorted(imported_names(BLOCKS), key=str))
-def test_every_readme_import_resolves(module: str, name: str | None) -> None:
+def test_every_import_resolves(module: str, name: str | None) -> None:
     imported = importlib.import_module(module)
     if name is not None:
-        assert hasattr(imported, name), f"README imports {name} from {module}, which has no such name"
+        assert hasattr(imported, name), f"the docs import {name} from {module}, which has no such name"
 
 
-@pytest.mark.parametrize(("module", "name", "attribute"), sorted(imported_attributes(BLOCKS), key=str))
-def test_every_readme_attribute_of_an_import_exists(module: str, name: str | None, attribute: str) -> None:
+PAGE_ATTRIBUTES = {target for blocks in PAGE_BLOCKS.values() for target in imported_attributes(blocks)}
+
+
+@pytest.mark.parametrize(("module", "name", "attribute"), sorted(PAGE_ATTRIBUTES, key=str))
+def test_every_attribute_of_an_import_exists(module: str, name: str | None, attribute: str) -> None:
     imported = importlib.import_module(module)
     owner = imported if name is None else getattr(imported, name)
-    assert hasattr(owner, attribute), f"README reads {attribute} from {name or module}, which has no such attribute"
+    assert hasattr(owner, attribute), f"the docs read {attribute} from {name or module}, which has no such attribute"
 
 
 def test_cli_commands_joins_continuations_and_drops_comments() -> None:
@@ -173,13 +204,13 @@ def test_cli_commands_joins_continuations_and_drops_comments() -> None:
     assert cli_commands([block]) == [["train", "--algo", "ppo", "--out", "runs/x"]]
 
 
-def test_readme_has_a_command_for_every_subcommand() -> None:
+def test_the_docs_have_a_command_for_every_subcommand() -> None:
     subcommands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
     assert {command[0] for command in COMMANDS} == set(subcommands.choices)
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
-def test_every_readme_command_parses_with_registered_names(argv: list[str]) -> None:
+@pytest.mark.parametrize(("page", "argv"), PAGE_COMMANDS, ids=[command_id(page, argv) for page, argv in PAGE_COMMANDS])
+def test_every_command_parses_with_registered_names(page: Path, argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         get_algorithm(args.algo)
@@ -188,11 +219,11 @@ def test_every_readme_command_parses_with_registered_names(argv: list[str]) -> N
         gym.spec(env_id)
 
 
-TRAIN_COMMANDS = [argv for argv in COMMANDS if argv[0] == "train"]
+TRAIN_COMMANDS = [(page, argv) for page, argv in PAGE_COMMANDS if argv[0] == "train"]
 
 
-@pytest.mark.parametrize("argv", TRAIN_COMMANDS, ids=" ".join)
-def test_every_readme_train_command_passes_the_checks_before_training(argv: list[str]) -> None:
+@pytest.mark.parametrize(("page", "argv"), TRAIN_COMMANDS, ids=[command_id(page, argv) for page, argv in TRAIN_COMMANDS])
+def test_every_train_command_passes_the_checks_before_training(page: Path, argv: list[str]) -> None:
     """Its hyperparameters have known names, types and ranges, and its env fits the algorithm's family."""
     from palaestra.agents.hyperparams import check_hyperparams
     from palaestra.cli import _check_env_fits, parse_assignments

@@ -1,7 +1,9 @@
-"""The figures the README promises for its runnable examples are the figures those examples print.
+"""The figures the README and the documentation pages promise for their runnable examples are what those examples print.
 
-Each test reads both the commands and the figure out of the README (or the Makefile the README's quickstart runs),
-so that changing one without the other fails.
+Each test reads both the commands and the figure out of the pages (README.md and docs/**/*.md, or the Makefile the
+quickstart runs), so that changing one without the other fails. A figure may be quoted on several pages (the front
+page and the page the section lives on): every quotation must agree, and moving a section between pages keeps it
+tested.
 """
 
 from __future__ import annotations
@@ -14,17 +16,30 @@ import gymnasium as gym
 import pytest
 
 from palaestra.cli import main
-from tests.test_readme import README, cli_commands, fenced_blocks
+from tests.test_readme import DOCS, ROOT, cli_commands, fenced_blocks, page_name
 
-ROOT = Path(__file__).resolve().parents[1]
-TEXT = README.read_text()
+TEXTS = {page: page.read_text() for page in DOCS}
 
 
 def block_with(language: str, marker: str) -> str:
-    """The README's only fenced ``language`` block that contains ``marker``."""
-    blocks = [block for block in fenced_blocks(TEXT, language) if marker in block]
-    assert len(blocks) == 1, f"expected one {language} block with {marker!r}, found {len(blocks)}"
-    return blocks[0]
+    """The fenced ``language`` block that contains ``marker``, on whichever pages quote it (the same on each)."""
+    found = [(page, block) for page, text in TEXTS.items() for block in fenced_blocks(text, language) if marker in block]
+    assert found, f"no page has a {language} block with {marker!r}"
+    pages = sorted({page_name(page) for page, _ in found})
+    assert len({block for _, block in found}) == 1, f"pages quote different {language} blocks with {marker!r}: {pages}"
+    return found[0][1]
+
+
+def figure(pattern: re.Pattern[str] | str, flags: int = 0) -> re.Match[str] | None:
+    """The first match of ``pattern`` on the pages; every page that matches must state the same figures."""
+    matches = [match for text in TEXTS.values() if (match := re.search(pattern, text, flags)) is not None]
+    assert len({tuple(sorted(match.groupdict().items())) for match in matches}) <= 1, [m.group(0) for m in matches]
+    return matches[0] if matches else None
+
+
+def anywhere(phrase: str) -> bool:
+    """Whether some page says ``phrase``."""
+    return any(phrase in text for text in TEXTS.values())
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -44,7 +59,7 @@ GRPO_FIGURE = re.compile(
 def test_the_grpo_figure_is_found_in_the_readme() -> None:
     commands = cli_commands([block_with("bash", "--algo grpo --env ToolSearch-v0 --model tiny")])
     assert [command[0] for command in commands] == ["train", "eval"]
-    assert GRPO_FIGURE.search(TEXT) is not None, "the README's GRPO paragraph no longer states its figure"
+    assert figure(GRPO_FIGURE) is not None, "the GRPO paragraph no longer states its figure"
 
 
 @pytest.mark.slow
@@ -52,14 +67,16 @@ def test_readme_grpo_recipe_prints_the_readme_figure(tmp_path, monkeypatch, caps
     pytest.importorskip("transformers")
     pytest.importorskip("bm25s")
     train, evaluate = cli_commands([block_with("bash", "--algo grpo --env ToolSearch-v0 --model tiny")])
-    figure = GRPO_FIGURE.search(TEXT)
-    assert figure is not None
+    promised = figure(GRPO_FIGURE)
+    assert promised is not None
     monkeypatch.chdir(tmp_path)  # the commands write runs/grpo relative to the working directory
     run_cli(train, capsys)
     out = run_cli(evaluate, capsys)
-    expected = f"mean return {figure['mean']} (95% CI {figure['low']} to {figure['high']}) over {figure['episodes']} episodes"
+    expected = (
+        f"mean return {promised['mean']} (95% CI {promised['low']} to {promised['high']}) over {promised['episodes']} episodes"
+    )
     assert expected in out, out
-    assert f"success rate {figure['success']}%" in out, out
+    assert f"success rate {promised['success']}%" in out, out
 
 
 # --- Quickstart: make demo ------------------------------------------------------------------------------------------
@@ -96,13 +113,12 @@ def test_toolsearch_oracle_transcript_is_what_render_prints() -> None:
     pytest.importorskip("bm25s")
     from palaestra.agents.text_baselines import OracleSearchPolicy
 
-    intro = re.search(
+    intro = figure(
         r'`split="dev"`, `reset\(seed=(?P<seed>\d+), options=\{"hops": (?P<hops>\d+)\}\)`.*?'
         r"`max_doc_chars=(?P<chars>\d+)`.*?reward (?P<reward>[\d.]+):",
-        TEXT,
         re.DOTALL,
     )
-    assert intro is not None, "the README no longer introduces its oracle transcript"
+    assert intro is not None, "no page introduces the oracle transcript any more"
     env = gym.make("ToolSearch-v0", max_doc_chars=int(intro["chars"]), render_mode="ansi")
     oracle = OracleSearchPolicy(env)
     observation, _ = env.reset(seed=int(intro["seed"]), options={"hops": int(intro["hops"]), "split": "dev"})
@@ -117,9 +133,10 @@ def test_toolsearch_oracle_transcript_is_what_render_prints() -> None:
 
 # --- Examples: the "prints (defaults)" column ----------------------------------------------------------------------
 def example_row(script: str) -> str:
-    """The README's examples-table row of ``python examples/<script>``."""
-    rows = [line for line in TEXT.splitlines() if line.startswith(f"| `python examples/{script}`")]
-    assert len(rows) == 1, f"expected one examples-table row for {script}"
+    """The examples-table row of ``python examples/<script>`` (the same on every page that has the table)."""
+    rows = [line for text in TEXTS.values() for line in text.splitlines() if line.startswith(f"| `python examples/{script}`")]
+    assert rows, f"no page has an examples-table row for {script}"
+    assert len(set(rows)) == 1, f"the pages' examples-table rows for {script} differ: {rows}"
     return rows[0]
 
 
@@ -131,7 +148,7 @@ def test_write_a_policy_prints_the_readme_returns_at_its_defaults() -> None:
         r"where P manages (?P<low>\d+)-(?P<high>\d+)",
         example_row("write_a_policy.py"),
     )
-    assert promised is not None, "the README no longer states write_a_policy.py's returns"
+    assert promised is not None, "the examples table no longer states write_a_policy.py's returns"
     table = load_example("write_a_policy").main([])
     pd, p = table["PD (angle, spin)"], table["P (angle)"]
     assert pd["nominal"] == pd["long heavy pole"] == float(promised["pd"])
@@ -144,7 +161,7 @@ def test_tool_agent_prints_the_readme_success_rates_at_its_defaults() -> None:
     from tests.test_examples import load_example
 
     promised = re.search(r"success rates: oracle (?P<oracle>[\d.]+), random (?P<random>[\d.]+)", example_row("tool_agent.py"))
-    assert promised is not None, "the README no longer states tool_agent.py's success rates"
+    assert promised is not None, "the examples table no longer states tool_agent.py's success rates"
     rates = load_example("tool_agent").main([])
     for name in ("oracle", "random"):
         assert {f"{rate:.2f}" for rate in rates[name].values()} == {promised[name]}, rates
@@ -162,7 +179,7 @@ def test_evaluation_example_prints_the_readme_result_on_one_thread(capsys) -> No
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "the evaluation example", "exec"), {})
     finally:
         torch.set_num_threads(threads)
     assert capsys.readouterr().out.strip() == promised["line"]
@@ -179,7 +196,7 @@ def test_offline_rl_prints_the_readme_scores_at_its_defaults(tmp_path, monkeypat
         r"data (?P<data>-?[\d.]+), TD3\+BC (?P<td3bc>-?[\d.]+), IQL (?P<iql>-?[\d.]+) after (?P<steps>[\d,]+) gradient steps",
         example_row("offline_rl.py"),
     )
-    assert promised is not None, "the README no longer states offline_rl.py's scores"
+    assert promised is not None, "the examples table no longer states offline_rl.py's scores"
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the script's __main__ does
@@ -203,10 +220,8 @@ def test_pendulum_reference_scores_are_what_the_script_measures() -> None:
     from palaestra.envs.offline import specs
     from palaestra.envs.offline.policies import UniformRandomPolicy, load_behaviour_policy
 
-    promised = re.search(
-        r"Pendulum uses palaestra's own: (?P<low>-?[\d.]+) \(uniform random\s+policy\) and (?P<high>-?[\d.]+)", TEXT
-    )
-    assert promised is not None, "the README no longer states pendulum's reference scores"
+    promised = figure(r"Pendulum uses palaestra's own: (?P<low>-?[\d.]+) \(uniform random\s+policy\) and (?P<high>-?[\d.]+)")
+    assert promised is not None, "no page states pendulum's reference scores any more"
     spec = importlib.util.spec_from_file_location(
         "pendulum_reference_scores", ROOT / "scripts" / "pendulum_reference_scores.py"
     )
@@ -232,7 +247,7 @@ def test_the_oracle_answers_every_question_exactly_on_dev_and_hot(split) -> None
     import palaestra
     from palaestra.agents.text_baselines import OracleSearchPolicy
 
-    assert "(100% exact match on dev and hot)" in TEXT
+    assert anywhere("(100% exact match on dev and hot)")
     env = gym.make("ToolSearch-v0", split=split)
     result = palaestra.evaluate(OracleSearchPolicy(env), env, n_episodes=20, seed=0)
     assert result.successes is not None and bool(result.successes.all()), result
