@@ -238,7 +238,8 @@ plt.show()
 # ## Why are some grids hard? The effective horizon
 #
 # All grids are tiny (at most a few hundred states), yet Q-learning needs very different numbers of steps.
-# Size and horizon $T$ do not explain it. Laidlaw, Russell & Dragan ("Bridging RL Theory and Practice with the
+# The number of states and the horizon $T$ are rough guides at best: Empty-8x8 and FourRooms-9x9 have the same
+# number of states (`mdp.n_states`). Laidlaw, Russell & Dragan ("Bridging RL Theory and Practice with the
 # Effective Horizon", NeurIPS 2023; extended to stochastic MDPs such as sticky actions in Laidlaw et al.,
 # ICLR 2024) observed that in many environments acting greedily on the Q-function of the **uniformly random
 # policy**, $Q^1 = Q^{\pi_{\text{rand}}}$, is already optimal, or becomes so after a few Bellman backups
@@ -254,13 +255,15 @@ plt.show()
 
 # %%
 start = time.perf_counter()
-horizons = {name: effective_horizon(gym.make(f"StickyGrid-{name}-v0").unwrapped.mdp) for name in GRIDWORLDS}
+grid_mdps = {name: gym.make(f"StickyGrid-{name}-v0").unwrapped.mdp for name in GRIDWORLDS}
+horizons = {name: effective_horizon(grid_mdp) for name, grid_mdp in grid_mdps.items()}
+n_states = {name: grid_mdp.n_states for name, grid_mdp in grid_mdps.items()}
 print(f"effective horizons of {len(horizons)} grids: {time.perf_counter() - start:.1f} s")
-print(f"{'grid':17s} {'T':>4s} {'H':>6s} {'min k':>5s} {'random return':>13s} {'optimal':>8s}")
+print(f"{'grid':17s} {'S':>4s} {'T':>4s} {'H':>6s} {'min k':>5s} {'random return':>13s} {'optimal':>8s}")
 for name, result in horizons.items():
     print(
-        f"{name:17s} {GRIDWORLDS[name].horizon:4d} {result.effective_horizon:6.2f} {result.min_k!s:>5s} "
-        f"{result.random_return:13.4f} {result.optimal_return:8.3f}"
+        f"{name:17s} {n_states[name]:4d} {GRIDWORLDS[name].horizon:4d} {result.effective_horizon:6.2f} "
+        f"{result.min_k!s:>5s} {result.random_return:13.4f} {result.optimal_return:8.3f}"
     )
 
 # Unsolved runs are ranked last (as if solved one step after the budget).
@@ -304,6 +307,6 @@ plt.show()
 # estimated well enough, greedy on $Q^1$ is already optimal, so its difficulty is the number of rollouts needed
 # to tell actions apart (small gaps against noisy returns), not lookahead. The random return alone conflates the
 # two and does not rank grids by difficulty; the effective horizon combines both. Q-learning does not explore by
-# random rollouts alone, so its order need not match exactly, but the grids with the largest $H$ (FourRooms,
-# LavaCrossing, DoorKey-8x8) are the ones it needs the most steps on, or does not solve in the budget.
+# random rollouts alone, so its order need not match exactly, but the grids it needs the most steps on (or does not
+# solve in the budget), FourRooms-9x9, LavaCrossing-7x7 and DoorKey-8x8, are among the four with the largest $H$.
 # END SOLUTION

@@ -162,7 +162,7 @@ class GreedyPolicy:
 
 
 seeds = list(range(budget(5, 3)))
-episodes = budget(300, 100)
+episodes = budget(200, 100)
 start = time.perf_counter()
 reinforce_runs = [train_reinforce(episodes, seed) for seed in seeds]
 print(f"REINFORCE: {episodes} episodes x {len(seeds)} seeds in {time.perf_counter() - start:.0f} s")
@@ -193,7 +193,7 @@ plt.show()
 # within our small budget.
 
 # %%
-ppo_steps = budget(20_000, 4_000)
+ppo_steps = budget(15_000, 4_000)
 start = time.perf_counter()
 ppo_models = [
     PPO("MlpPolicy", "CartPole-v1", n_steps=256, batch_size=64, n_epochs=4, seed=seed, verbose=0).learn(ppo_steps)
