@@ -35,8 +35,8 @@ from palaestra.course.checks.lesson05 import (
 from palaestra.wrappers import StickyActions
 
 torch.set_num_threads(1)  # small networks run fastest on one thread
-PPO_STEPS = budget(40_000, 2_048)  # env steps of each PPO run
-EPISODES = budget(10, 2)  # evaluation episodes per perturbation
+PPO_STEPS = budget(25_000, 2_048)  # env steps of each PPO run
+EPISODES = budget(5, 2)  # evaluation episodes per perturbation
 DRRPO_STEPS = budget(6_000, 1_000)  # env steps of each DR-RPO run (episodes of at most 20 steps)
 OPTION_EPISODES = budget(200, 40)  # evaluation episodes per drift
 LENGTHS = (0.5, 1.0, 2.0, 4.0)  # factors of the pole's length
