@@ -78,8 +78,10 @@ class Page:
 
 
 def _missing(error: BaseException) -> str:
-    name = getattr(error, "name", None) or str(error)
-    return f"`{name}` is not installed" if isinstance(error, ImportError) else f"{type(error).__name__}: {error}"
+    """What an ImportError (or Gymnasium's DependencyNotInstalled) says is missing."""
+    if isinstance(error, ImportError) and error.name:
+        return f"`{error.name}` is not installed"
+    return str(error) or type(error).__name__
 
 
 # --- animations -------------------------------------------------------------------------------------------------------
@@ -340,7 +342,7 @@ def text_transcripts(page: Page) -> None:
             f'`env.render()` with `render_mode="ansi"`. Reward {reward:g}, exact match {info["em"]}, '
             f"{info['tool_calls']} searches.\n\n" + _fence(env.render() or "")
         )
-    except ImportError as error:
+    except (ImportError, gym.error.DependencyNotInstalled) as error:
         page.note(f"No ToolSearch-v0 transcript in this build: {_missing(error)} (install `palaestra[text]`).")
     try:
         env = gym.make("TextWorld-v0", request_infos=["policy_commands"], render_mode="ansi")
@@ -357,7 +359,7 @@ def text_transcripts(page: Page) -> None:
             f"sequence. Score {total:g} of {info.get('max_score')}, won: {info.get('won')}.\n\n" + _fence(env.render() or "")
         )
         env.close()
-    except ImportError as error:
+    except (ImportError, gym.error.DependencyNotInstalled) as error:
         page.note(f"No TextWorld-v0 transcript in this build: {_missing(error)} (install `palaestra[text]`).")
 
 
@@ -525,6 +527,7 @@ def a2pr_markdown(payload: dict[str, Any]) -> str:
 
     a, algos = payload["args"], ("TD3+BC", "IQL", "A2PR")
     task = a.get("task", "pendulum")
+    reruns = payload.get("reruns", {})
     rows, verdicts = [], []
     for label, runs in payload["results"].items():
         if not all(len(runs.get(algo, [])) == len(a["seeds"]) for algo in algos):
@@ -533,9 +536,10 @@ def a2pr_markdown(payload: dict[str, Any]) -> str:
         speed = {algo: np.mean([run["steps_per_second"] for run in runs[algo]]) for algo in algos}
         for algo in algos:
             low, high = bootstrap_ci(finals[algo])
-            ratio = speed[algo] / speed["TD3+BC"]
+            # a retrained agent's runs and TD3+BC's ran at different times, under other loads: no ratio
+            ratio = "n/a" if (algo in reruns) != ("TD3+BC" in reruns) else f"{speed[algo] / speed['TD3+BC']:.2f}"
             mean = finals[algo].mean()
-            rows.append([label, algo, len(finals[algo]), f"{mean:.1f}", f"[{low:.1f}, {high:.1f}]", f"{ratio:.2f}"])
+            rows.append([label, algo, len(finals[algo]), f"{mean:.1f}", f"[{low:.1f}, {high:.1f}]", ratio])
         versus = {base: compare_means(finals["A2PR"], finals[base]) for base in ("TD3+BC", "IQL")}
         verdicts.append(f"{label}: A2PR vs TD3+BC {versus['TD3+BC']}, vs IQL {versus['IQL']}")
     if not rows:
@@ -547,10 +551,12 @@ def a2pr_markdown(payload: dict[str, Any]) -> str:
         f"bootstrap 95% CI. Every network {a['width']}-{a['width']}. The mixed dataset has {a['mixed_size']} "
         f"transitions. 1 torch thread. Plots: `results/{stem}_*.png`."
     )
-    reruns = payload.get("reruns", {})
     if reruns:
         when = "; ".join(f"{algo} on {date[:10]} ({why})" for algo, (date, why) in sorted(reruns.items()))
-        note += f" Retrained after a code change: {when}; the speed ratio compares runs made at different times."
+        note += (
+            f" Retrained after a code change: {when}; the other agents' runs are older, and a speed ratio between "
+            "runs made at different times (n/a) is not shown."
+        )
     header = ["dataset", "agent", "seeds", "final normalised score", "95% CI", "grad steps/s vs TD3+BC"]
     return (
         f"{markdown_table(header, rows)}\n\nFinding: {'; '.join(verdicts)}. A normalised score of 0 is a uniform "
