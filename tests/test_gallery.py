@@ -85,6 +85,9 @@ def test_missing_optional_packages_and_results_degrade_to_notes(tmp_path, minari
     # a None entry makes `import name` raise ImportError (Minari itself needs PIL.Image, so only ImageDraw goes)
     for name in ("PIL.ImageDraw", "matplotlib", "textworld"):
         monkeypatch.setitem(sys.modules, name, None)
+    import PIL
+
+    monkeypatch.delattr(PIL, "ImageDraw", raising=False)  # `from PIL import ImageDraw` reads the attribute first
     results = tmp_path / "results"
     results.mkdir()
     (results / "online_sqirl.json").write_text("{}")  # unreadable: no 'config'
