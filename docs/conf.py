@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -82,6 +84,33 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 
+# Where a link from an included page to a repository file that is not a page of the site points.
+REPOSITORY = "https://github.com/palaestra-rl/palaestra/blob/main"
+LINK = re.compile(r"(?P<head>!?\[[^\]]*\]\()(?P<target>[^)\s]+)(?P<tail>[^)]*\))")
+
+
+def relink(markdown: str, source_dir: Path, page_dir: Path) -> str:
+    """Rewrite the relative links of a file from ``source_dir`` for a page in ``page_dir`` that includes it.
+
+    MyST resolves an included file's links from the including page. Pages of the site and files that exist (lessons,
+    images) keep a relative link; other Markdown files of the repository (the README) link to the repository.
+    """
+
+    def fix(match: re.Match[str]) -> str:
+        target = match["target"]
+        if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith(("#", "/")):
+            return match.group(0)
+        path, _, anchor = target.partition("#")
+        resolved = (source_dir / path).resolve()
+        if resolved.suffix == ".md" and not resolved.is_relative_to(DOCS) and resolved.is_relative_to(ROOT):
+            new = f"{REPOSITORY}/{resolved.relative_to(ROOT).as_posix()}"
+        else:
+            new = Path(os.path.relpath(resolved, page_dir)).as_posix()
+        return f"{match['head']}{new}{'#' + anchor if anchor else ''}{match['tail']}"
+
+    return LINK.sub(fix, markdown)
+
+
 # Claim files the agent pages include, one per family (written by gallery.py from benchmarks/results/*.json).
 CLAIMS = ("online", "offline", "llm", "offline_scores")
 
@@ -106,8 +135,8 @@ def generate(app: Sphinx) -> None:
     shutil.rmtree(course, ignore_errors=True)
     course.mkdir()
     readme = ROOT / "course" / "README.md"
-    if readme.exists():
-        shutil.copyfile(readme, course / "README.md")
+    if readme.exists():  # included by docs/course.md, so its links are rewritten relative to docs/
+        (course / "README.md").write_text(relink(readme.read_text(), readme.parent, DOCS))
     else:
         (course / "README.md").write_text("*The teacher's guide, `course/README.md`, is not written yet.*\n")
 

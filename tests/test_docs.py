@@ -84,3 +84,18 @@ def test_the_docs_build_without_a_warning(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-5000:]
     for page in ("index", "getting-started", "cli", "api", "envs/control", "agents/online", "course", "gallery"):
         assert (tmp_path / "html" / f"{page}.html").is_file(), page
+
+
+def test_an_included_pages_links_are_rewritten_for_the_page_that_includes_it() -> None:
+    """course/README.md is included by docs/course.md: its links must resolve from docs/, as MyST reads them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_conf", DOCS_DIR / "conf.py")
+    assert spec is not None and spec.loader is not None
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    text = "[one](01_gym_interface.py) [cli](../docs/cli.md#reference) [home](../README.md) [web](https://x.org) [up](#top)"
+    assert conf.relink(text, ROOT / "course", DOCS_DIR) == (
+        "[one](../course/01_gym_interface.py) [cli](cli.md#reference) "
+        f"[home]({conf.REPOSITORY}/README.md) [web](https://x.org) [up](#top)"
+    )
