@@ -99,3 +99,38 @@ def test_an_included_pages_links_are_rewritten_for_the_page_that_includes_it() -
         "[one](../course/01_gym_interface.py) [cli](cli.md#reference) "
         f"[home]({conf.REPOSITORY}/README.md) [web](https://x.org) [up](#top)"
     )
+
+
+# The site's generated tables, ```{palaestra-...} ARGUMENT with :option: lines, as the pages call them.
+DIRECTIVE = re.compile(r"^```\{(?P<name>palaestra-[a-z]+)\}[ \t]*(?P<argument>\S*)\n(?P<options>(?::[^\n]*\n)*)", re.MULTILINE)
+DOCS_PAGES = sorted(path for path in DOCS_DIR.glob("**/*.md") if "_generated" not in path.relative_to(DOCS_DIR).parts)
+DIRECTIVES = [
+    (str(path.relative_to(ROOT)), match["name"], match["argument"], match["options"])
+    for path in DOCS_PAGES
+    for match in DIRECTIVE.finditer(path.read_text())
+]
+
+
+def test_the_pages_call_the_generated_tables() -> None:
+    assert {name for _, name, _, _ in DIRECTIVES} >= {"palaestra-envs", "palaestra-hyperparams", "palaestra-envdoc"}
+
+
+DIRECTIVE_IDS = [f"{page}:{name} {argument}" for page, name, argument, _ in DIRECTIVES]
+
+
+@pytest.mark.parametrize(("page", "name", "argument", "options"), DIRECTIVES, ids=DIRECTIVE_IDS)
+def test_every_generated_table_names_what_exists(page: str, name: str, argument: str, options: str) -> None:
+    """Without building the site: the classes the pages document import, and every id pattern matches a registered id."""
+    import fnmatch
+    import importlib
+
+    import palaestra
+
+    if name in ("palaestra-hyperparams", "palaestra-envdoc"):
+        module, _, attribute = argument.partition(":") if ":" in argument else argument.rpartition(".")
+        assert hasattr(importlib.import_module(module), attribute), f"{page} documents {argument}, which does not exist"
+    if name == "palaestra-envs":
+        patterns = re.search(r":ids:(.*)", options)
+        assert patterns is not None, f"{page}: a palaestra-envs table without :ids:"
+        for pattern in patterns[1].split():
+            assert fnmatch.filter(palaestra.list_envs(), pattern), f"{page}: no registered id matches {pattern}"
