@@ -64,3 +64,8 @@ def test_iqm_cell_is_reproducible_and_leaves_numpys_global_generator_alone():
     first = offline_scores_summary.iqm_cell(scores, reps=500)
     assert np.random.rand() == expected_next  # noqa: NPY002
     assert offline_scores_summary.iqm_cell(scores, reps=500) == first
+
+
+def test_the_page_it_writes_holds_the_markers():
+    text = offline_scores_summary.PROJECT_README.read_text()
+    assert "<!-- offline-scores-mujoco:start -->" in text and "<!-- offline-scores-mujoco:end -->" in text
