@@ -20,7 +20,7 @@ def test_answer_metrics(capsys):
     assert not check_answer_metrics(lambda p, a: None, token_f1)
     assert "returned None; expected a number" in capsys.readouterr().out
     assert not check_answer_metrics(exact_match, lambda p, a: [1.0, 0.0])
-    assert "should return one float, got list" in capsys.readouterr().out
+    assert "expected a single number, got list" in capsys.readouterr().out
     no_articles = lambda p, a: float(any(p.lower() == g.lower() for g in a))  # noqa: E731  (forgets normalisation)
     assert not check_answer_metrics(no_articles, token_f1)
     out = capsys.readouterr().out

@@ -39,7 +39,7 @@ def test_clipped_surrogate(capsys):
     assert not check_clipped_surrogate(lambda r, a, c=0.2: None)
     assert "returned None; expected a number" in capsys.readouterr().out
     assert not check_clipped_surrogate(lambda r, a, c=0.2: np.array([r * a, r]))
-    assert "expected one number per token, got ndarray" in capsys.readouterr().out
+    assert "expected a single number, got ndarray" in capsys.readouterr().out
     no_min = lambda r, a, c=0.2: -float(np.clip(r, 1 - c, 1 + c)) * a  # noqa: E731  (clips but forgets the min)
     assert not check_clipped_surrogate(no_min)
     assert capsys.readouterr().out.startswith(FAIL)

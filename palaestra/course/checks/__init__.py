@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FAIL", "PASS", "check_array", "check_number", "report"]
+__all__ = ["FAIL", "PASS", "as_number", "check_array", "check_number", "report"]
 
 PASS = "[pass]"
 FAIL = "[not yet]"
@@ -43,16 +43,23 @@ def check_array(name: str, answer: Any, expected: Any, atol: float = 1e-6, rtol:
     return report(name, True, f"matches (largest difference {error:.1g})")
 
 
+def as_number(answer: Any) -> tuple[float | None, str]:
+    """``(float(answer), "")`` for a single number (a 0-d array or tensor too), else ``(None, what was wrong)``."""
+    if answer is None:
+        return None, "no answer yet; expected a number"
+    if isinstance(answer, bool) or np.ndim(answer) != 0:
+        return None, f"expected a single number, got {type(answer).__name__} of shape {np.shape(answer)}"
+    try:
+        return float(answer), ""
+    except (TypeError, ValueError):
+        return None, f"expected a single number, got {type(answer).__name__}"
+
+
 def check_number(name: str, answer: Any, expected: float, atol: float = 1e-6, hint: str = "") -> bool:
     """Compare a scalar answer with the expected number."""
-    if answer is None:
-        return report(name, False, "no answer yet; expected a number")
-    if isinstance(answer, bool) or np.ndim(answer) != 0:
-        return report(name, False, f"expected a single number, got {type(answer).__name__} of shape {np.shape(answer)}")
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return report(name, False, f"expected a single number, got {type(answer).__name__}")
+    value, problem = as_number(answer)
+    if value is None:
+        return report(name, False, problem)
     if not abs(value - expected) <= atol:
         return report(name, False, f"got {value:.6g}, expected {expected:.6g}" + (f"; {hint}" if hint else ""))
     return report(name, True, f"{value:.6g}")

@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from palaestra.course.checks import check_number, report
+from palaestra.course.checks import as_number, check_number, report
 from palaestra.envs.text.rewards import exact_match, token_f1
 
 __all__ = ["METRIC_CASES", "check_answer_metrics", "check_episode_return", "check_search_policy"]
@@ -51,14 +51,10 @@ def check_answer_metrics(exact_match_fn: _Metric, token_f1_fn: _Metric) -> bool:
                 value = mine(prediction, list(answers))
             except Exception as error:  # a student's function may fail in any way
                 return report(name, False, f"{label}({prediction!r}, {list(answers)}) raised {type(error).__name__}: {error}")
-            if value is None:
-                return report(name, False, f"{label}({prediction!r}, {list(answers)}) returned None; expected a number")
-            if isinstance(value, bool) or np.ndim(value) != 0:
-                return report(name, False, f"{label} should return one float, got {type(value).__name__}")
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                return report(name, False, f"{label} should return one float, got {type(value).__name__}")
+            number, problem = as_number(value)
+            if number is None:
+                problem = "returned None; expected a number" if value is None else problem
+                return report(name, False, f"{label}({prediction!r}, {list(answers)}): {problem}")
             if not abs(number - expected) <= 1e-9:
                 return report(name, False, f"{label}({prediction!r}, {list(answers)}) = {number:.4g}, expected {expected:.4g}")
     return report(name, True, f"both agree with the env's scoring on {len(METRIC_CASES)} cases")

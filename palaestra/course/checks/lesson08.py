@@ -14,7 +14,7 @@ import torch as th
 
 from palaestra.agents.llm.advantages import gigpo_advantages, grpo_advantages
 from palaestra.agents.llm.losses import clipped_surrogate_loss
-from palaestra.course.checks import check_array, report
+from palaestra.course.checks import as_number, check_array, report
 
 __all__ = ["SURROGATE_CASES", "check_clipped_surrogate", "check_gigpo_step_advantages", "check_grpo_advantages"]
 
@@ -58,14 +58,10 @@ def check_clipped_surrogate(loss_fn: Callable[[float, float, float], Any], clip_
             value = loss_fn(ratio, advantage, clip_range)
         except Exception as error:  # a student's function may fail in any way
             return report(name, False, f"loss({ratio}, {advantage}) raised {type(error).__name__}: {error}")
-        if value is None:
-            return report(name, False, f"loss({ratio}, {advantage}) returned None; expected a number")
-        if isinstance(value, bool) or np.ndim(value) != 0:
-            return report(name, False, f"expected one number per token, got {type(value).__name__}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return report(name, False, f"expected one number per token, got {type(value).__name__}")
+        number, problem = as_number(value)
+        if number is None:
+            problem = "returned None; expected a number" if value is None else problem
+            return report(name, False, f"loss({ratio}, {advantage}): {problem}")
         if not abs(number - expected) <= 1e-6:
             return report(
                 name,
