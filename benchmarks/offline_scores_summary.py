@@ -7,7 +7,7 @@ over seeds [95% bootstrap CI] / mean of each seed's last evaluations", with the 
 "-" where no run has finished. A last row aggregates each agent over every dataset with rliable: the interquartile
 mean of the runs' last evaluations and its 95% stratified-bootstrap CI (Agarwal et al., 2021). The table replaces
 the text between ``<!-- offline-scores-mujoco:start -->`` and
-``<!-- offline-scores-mujoco:end -->`` in docs/agents/offline.md.
+``<!-- offline-scores-mujoco:end -->`` in docs/agents/td3bc-iql.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from benchmarks.harness import BENCH_DIR, RESULTS_DIR, markdown_table, render_readme_section
 from benchmarks.offline_scores import seed_statistics
 
-PROJECT_README = BENCH_DIR.parent / "docs" / "agents" / "offline.md"  # the page that shows the table
+PROJECT_README = BENCH_DIR.parent / "docs" / "agents" / "td3bc-iql.md"  # the page that shows the table
 SECTION = "offline-scores-mujoco"
 ALGOS = {"td3bc": "TD3+BC", "iql": "IQL"}
 

@@ -111,8 +111,8 @@ def relink(markdown: str, source_dir: Path, page_dir: Path) -> str:
     return LINK.sub(fix, markdown)
 
 
-# Claim files the agent pages include, one per family (written by gallery.py from benchmarks/results/*.json).
-CLAIMS = ("online", "offline", "llm", "offline_scores")
+# Claim files the agent pages include, one per page (written by gallery.py from benchmarks/results/*.json).
+CLAIMS = ("props", "drrpo", "sqirl", "offline_scores", "a2pr", "cdsa", "pgd", "llm")
 
 
 def generate(app: Sphinx) -> None:

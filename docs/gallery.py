@@ -7,8 +7,8 @@ Writes, under ``OUT_DIR``:
 - ``gallery.md``: animations of the control envs under a fixed policy (nominal and perturbed side by side) and of
   Hopper-v5 under the shipped expert and medium policies, transcripts of one ToolSearch-v0 and one TextWorld-v0
   episode, and a card per offline dataset (size, episodes, return distribution, normalised score);
-- ``claims/online.md``, ``claims/offline.md``, ``claims/llm.md``, ``claims/offline_scores.md``: the benchmarks'
-  claim tables rendered from ``benchmarks/results/*.json`` by the benchmarks' own renderers;
+- ``claims/<page>.md``, one per agent page of docs/agents/ (:data:`CLAIM_PAGES`): the benchmarks' claim tables
+  rendered from ``benchmarks/results/*.json`` by the benchmarks' own renderers;
 - ``media/``: the GIFs, the cards' histograms and copies of the benchmark plots the pages show.
 
 Everything is written into a temporary folder first and moved into place at the end, so a generation that fails
@@ -49,6 +49,8 @@ CARTPOLE_GAINS = (0.0, 0.0, 1.0, 0.5)
 CARTPOLE_PERTURBATION = {"length": 2.0, "masspole": 2.0}
 PENDULUM_PERTURBATION = {"torque_scale": 0.5}
 MUJOCO_TASKS = ("hopper", "halfcheetah", "walker2d")
+#: The claims files, one per agent page that includes one (``offline_scores``: the TD3+BC and IQL page).
+CLAIM_PAGES = ("props", "drrpo", "sqirl", "offline_scores", "a2pr", "cdsa", "pgd", "llm")
 
 
 class Page:
@@ -565,7 +567,7 @@ def a2pr_markdown(payload: dict[str, Any]) -> str:
 
 
 def write_claims(claims_dir: Path, results: Path, media: Path, media_link: str) -> dict[str, list[str]]:
-    """The four claims pages; returns each page's notes (sections not rendered)."""
+    """The claims pages (:data:`CLAIM_PAGES`); returns each page's notes (sections not rendered)."""
     from benchmarks import (
         cdsa_risk,
         llm_agents,
@@ -590,24 +592,32 @@ def write_claims(claims_dir: Path, results: Path, media: Path, media_link: str) 
         )
 
     pages: dict[str, list[tuple[str, list[str], Callable[..., str], str]]] = {
-        "online": [
+        "props": [
             ("PROPS on CartPole-v1 and RobustCartPole-v0", ["online_props"], online_props.render_markdown,
              "python -m benchmarks.online_props"),
             ("PROPS on Swimmer-v5", ["online_props_swimmer"],
              lambda p: online_props.render_markdown(p, "online_props_swimmer"),
              "python -m benchmarks.online_props --envs Swimmer-v5 --name online_props_swimmer"),
-            ("SQIRL", ["online_sqirl"], online_sqirl.render_markdown, "python -m benchmarks.online_sqirl"),
+        ],
+        "drrpo": [
             ("DR-RPO", ["online_drrpo"], online_drrpo.render_markdown, "python -m benchmarks.online_drrpo"),
         ],
-        "offline": [
+        "sqirl": [
+            ("SQIRL", ["online_sqirl"], online_sqirl.render_markdown, "python -m benchmarks.online_sqirl"),
+        ],
+        "a2pr": [
             ("A2PR vs TD3+BC and IQL on suboptimal pendulum data", ["a2pr_vs_td3bc"], a2pr_markdown,
              "python -m benchmarks.a2pr_vs_td3bc"),
             ("A2PR vs TD3+BC and IQL on halfcheetah", ["a2pr_vs_td3bc_halfcheetah"], a2pr_markdown,
              "python -m benchmarks.a2pr_vs_td3bc --task halfcheetah"),
             ("A2PR vs TD3+BC and IQL on hopper", ["a2pr_vs_td3bc_hopper"], a2pr_markdown,
              "python -m benchmarks.a2pr_vs_td3bc --task hopper"),
+        ],
+        "cdsa": [
             ("CDSA on frozen offline policies: return and risk", ["cdsa_risk"], cdsa_risk.render_markdown,
              "python -m benchmarks.cdsa_risk"),
+        ],
+        "pgd": [
             ("Policy-guided diffusion: dynamics error and guidance", ["pgd_dynamics"], pgd_dynamics.render_markdown,
              "python -m benchmarks.pgd_dynamics"),
             ("Policy-guided diffusion: downstream scores", ["pgd_downstream"], pgd_downstream.render_markdown,
@@ -633,6 +643,7 @@ def write_claims(claims_dir: Path, results: Path, media: Path, media_link: str) 
              "python -m benchmarks.offline_scores --name offline_scores_halfcheetah_iql_300k"),
         ],
     }  # fmt: skip
+    assert set(pages) == set(CLAIM_PAGES), sorted(pages)
     notes = {}
     for page_name, sections in pages.items():
         claims = Claims(results, media, media_link)

@@ -57,7 +57,8 @@ def test_main_writes_the_gallery_the_claim_tables_and_their_media(tmp_path, mina
     assert page.count("| normalised score (x100), mean over episodes |") == 5
     assert "`hopper-medium-v0`" in page
 
-    for name in ("online", "offline", "llm", "offline_scores"):
+    assert {path.stem for path in (out / "claims").glob("*.md")} == set(gallery.CLAIM_PAGES)
+    for name in gallery.CLAIM_PAGES:
         claims = out / "claims" / f"{name}.md"
         assert claims.is_file() and "Not measured yet" not in claims.read_text()
         for image in _images(claims):
@@ -73,12 +74,12 @@ def test_main_writes_the_gallery_the_claim_tables_and_their_media(tmp_path, mina
     best = max(entry["normalized_score"] for run in iql for entry in run["eval_history"])
     assert f"| {best:.1f} |" in scores
     a2pr = json.loads((RESULTS / "a2pr_vs_td3bc_hopper.json").read_text())
-    assert f"{a2pr['args']['steps']} gradient steps" in (out / "claims" / "offline.md").read_text()
+    assert f"{a2pr['args']['steps']} gradient steps" in (out / "claims" / "a2pr.md").read_text()
     llm = json.loads((RESULTS / "llm_agents_2hop.json").read_text())
     assert f"| grpo | {llm['summary']['grpo']['final_train_em']:.3g} |" in (out / "claims" / "llm.md").read_text()
     props = json.loads((RESULTS / "online_props.json").read_text())
     mean, low, high = props["summary"]["CartPole-v1"]["PROPS"]["final_return"]
-    assert f"{mean:.3g} [{low:.3g}, {high:.3g}]" in (out / "claims" / "online.md").read_text()
+    assert f"{mean:.3g} [{low:.3g}, {high:.3g}]" in (out / "claims" / "props.md").read_text()
 
 
 def test_missing_optional_packages_and_results_degrade_to_notes(tmp_path, minari_root, monkeypatch):
@@ -101,9 +102,9 @@ def test_missing_optional_packages_and_results_degrade_to_notes(tmp_path, minari
     assert "No Hopper-v5 animation in this build" in page
     assert "### ToolSearch-v0" in page and "| transitions | 400 |" in page
     assert not list((out / "media").glob("*.gif"))
-    online = (out / "claims" / "online.md").read_text()
-    assert "Not measured yet: no `online_props.json`" in online
-    assert "`benchmarks/results/online_sqirl.json` could not be rendered (KeyError" in online
+    assert "Not measured yet: no `online_props.json`" in (out / "claims" / "props.md").read_text()
+    sqirl = (out / "claims" / "sqirl.md").read_text()
+    assert "`benchmarks/results/online_sqirl.json` could not be rendered (KeyError" in sqirl
 
 
 def test_a_failed_generation_leaves_the_previous_pages(tmp_path, monkeypatch):
@@ -125,9 +126,9 @@ def test_a_failed_generation_leaves_the_previous_pages(tmp_path, monkeypatch):
     assert (out / "gallery.md").read_text() == "previous gallery\n"
     assert [p.name for p in tmp_path.iterdir()] == ["generated"]  # no staging folder left
 
-    monkeypatch.setattr(gallery, "write_claims", lambda claims, *args: (claims / "online.md").write_text("new\n"))
+    monkeypatch.setattr(gallery, "write_claims", lambda claims, *args: (claims / "props.md").write_text("new\n"))
     gallery.main(out, quick=True, mujoco=False)
     assert "previous gallery" not in (out / "gallery.md").read_text()
-    assert (out / "claims" / "online.md").read_text() == "new\n"
+    assert (out / "claims" / "props.md").read_text() == "new\n"
     assert (out / "api" / "stub.rst").read_text() == "stub\n"
     assert [p.name for p in tmp_path.iterdir()] == ["generated"]
