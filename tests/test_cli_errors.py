@@ -221,7 +221,14 @@ def test_ctrl_c_before_the_first_step_writes_nothing(tmp_path, capsys, monkeypat
 def test_sigint_to_the_console_script_exits_130_with_one_line(tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "palaestra.cli", *train_argv("ppo", "CartPole-v1", out, "--timesteps", "10000000")]
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    process = subprocess.Popen(
+        argv,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # a test run in the background (nohup, `cmd &`) inherits an ignored SIGINT; a user's terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "progress.csv").is_file():
         time.sleep(0.2)
