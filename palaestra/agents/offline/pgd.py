@@ -877,6 +877,14 @@ class PGDIQL(_PolicyGuidedData, IQL):
 
     DEFAULTS: ClassVar[dict[str, Any]] = {**IQL.DEFAULTS, **_PolicyGuidedData.GUIDED_DEFAULTS}
 
+    def _build(self) -> None:
+        if self.config["deterministic_actor"]:
+            raise ValueError(
+                "pgd-iql guides its synthetic data with the log-density of IQL's Gaussian actor; "
+                "deterministic_actor=True gives it none (use --algo pgd for a deterministic actor)"
+            )
+        super()._build()
+
 
 def build_pgd(env_id: str, env_kwargs: dict[str, Any], seed: int, hyperparams: dict[str, Any]) -> PGD:
     """``palaestra train --algo pgd`` builder (the env id names the dataset)."""

@@ -437,3 +437,9 @@ def test_normalised_guidance_is_the_authors_unit_norm_per_window(monkeypatch):
         torch.testing.assert_close(seen["g"][..., 2:3], gradient, rtol=1e-5, atol=1e-6)
         assert seen["g"][..., :2].abs().sum() == 0 and seen["g"][..., 3:].abs().sum() == 0
     assert PGD.GUIDED_DEFAULTS["normalize_guidance"] is True
+
+
+def test_pgd_iql_refuses_a_deterministic_actor():
+    env = gym.make("pendulum-medium-v0", dataset_size=400, progress=False)
+    with pytest.raises(ValueError, match="deterministic_actor=True gives it none"):
+        PGDIQL(env, seed=0, eval_freq=0, deterministic_actor=True, **TINY)
