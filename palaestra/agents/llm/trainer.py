@@ -307,12 +307,14 @@ class MultiTurnAgent:
     def _make_env(self) -> gym.Env:
         if callable(self.env_id):
             return self.env_id()
-        if "request_infos" not in self.env_kwargs:
-            for request in _INFO_REQUESTS:
-                try:
-                    return gym.make(self.env_id, request_infos=request, **self.env_kwargs)
-                except (TypeError, ValueError):  # the env takes no request_infos, or knows other info names
-                    continue
+        kwargs = dict(self.env_kwargs)
+        asked = kwargs.pop("request_infos", ())
+        asked = (asked,) if isinstance(asked, str) else tuple(asked or ())
+        for request in _INFO_REQUESTS:  # what the user asked for, plus what SFT and GiGPO need
+            try:
+                return gym.make(self.env_id, request_infos=tuple(dict.fromkeys((*asked, *request))), **kwargs)
+            except (TypeError, ValueError):  # the env takes no request_infos, or knows other info names
+                continue
         return gym.make(self.env_id, **self.env_kwargs)
 
     def _env_copies(self, n: int) -> list[gym.Env]:

@@ -113,6 +113,15 @@ def test_llm_trainer_requests_the_anchor(cache_dir):
     env.close()
 
 
+def test_llm_trainer_adds_the_anchor_to_the_infos_a_user_requests(cache_dir):
+    trainer = pytest.importorskip("palaestra.agents.llm.trainer")
+    kwargs = {"cache_dir": cache_dir, "request_infos": ("admissible_commands",)}
+    env = trainer.MultiTurnAgent._make_env(SimpleNamespace(env_id="TextWorld-v0", env_kwargs=kwargs))
+    _, info = env.reset(seed=0)
+    assert info["admissible_commands"] and info["policy_commands"] and "-=" in info["anchor"][0]
+    env.close()
+
+
 def test_disabled_file_verbs_write_nothing(env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env.reset(seed=0)
