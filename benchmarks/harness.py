@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from palaestra.sweep import changed_settings as changed_settings  # re-exported for the benchmarks
+from palaestra.tables import markdown_table as markdown_table  # re-exported for the benchmarks
 from palaestra.throughput import Timing, time_callables
 
 __all__ = [
@@ -73,11 +75,6 @@ def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULT
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
-
-
-def changed_settings(old: dict[str, Any], new: dict[str, Any], selection: Collection[str] = ()) -> list[str]:
-    """The keys whose values differ between two settings dictionaries, ignoring the ``selection`` keys."""
-    return sorted(key for key in set(old) | set(new) if key not in selection and old.get(key) != new.get(key))
 
 
 def load_resumable(
@@ -152,17 +149,6 @@ def compare_means(a: Sequence[float], b: Sequence[float]) -> str:
     if a_high < b_low:
         return "below (CIs disjoint)"
     return "level with (CIs overlap)"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table; floats are shown with 3 significant digits."""
-
-    def cell(value: Any) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def render_readme_section(section: str, body: str, readme: Path = README) -> None:

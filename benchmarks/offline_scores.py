@@ -13,7 +13,10 @@ Results are written after every run, and a rerun with the same settings skips th
 runs at a time, one process and one torch thread each (on a 16-core machine, ``--full --jobs 16``). The table and the
 curves are rewritten after every run from the runs finished so far (the seed count is in the table);
 ``--report-only`` rewrites them without training. "data" is the mean normalised return of the dataset's own
-episodes.
+episodes. IQL runs use CORL's per-dataset settings (:data:`~palaestra.agents.offline.iql.IQL_PRESETS`), as
+``palaestra train --algo iql`` does. Each run records its agent's hyperparameters and revision
+(:data:`AGENT_REVISIONS`): rows that an earlier revision trained are kept and named under the table, a new seed is
+never added to such a row, and ``--retrain-stale`` trains the selected ones again.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ from benchmarks.plotting import plot_learning_curves
 LATE_EVALUATIONS = 5
 #: Options that only choose which runs to make: a rerun with other values resumes the same file.
 RUN_SELECTION = ("tasks", "kinds", "algos", "seeds")
+#: Each agent's revision and what changed in it. A run records the revision that trained it (runs without one are
+#: revision 1); a run of an earlier revision is kept and marked in the table, and a cell never mixes revisions.
+AGENT_REVISIONS = {
+    "td3bc": (1, ""),
+    "iql": (2, "CORL's per-dataset presets (IQL_PRESETS) and a reward scale that leaves out a cut last episode"),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the results file")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the results file")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time, one process each")
+    parser.add_argument("--retrain-stale", action="store_true", help="retrain the selected rows whose runs an earlier "
+                        "agent revision trained (AGENT_REVISIONS)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
@@ -82,10 +93,12 @@ def train_run(args: argparse.Namespace, env_id: str, size: int | None, algo: str
     import gymnasium as gym
 
     from palaestra.agents.offline import IQL, TD3BC
+    from palaestra.agents.offline.iql import iql_preset
 
     env = gym.make(env_id, dataset_size=size, progress=False)
     started = time.perf_counter()
-    agent = {"td3bc": TD3BC, "iql": IQL}[algo](env, seed=seed, eval_freq=args.eval_freq, n_eval_episodes=args.eval_episodes)
+    cls, preset = {"td3bc": (TD3BC, {}), "iql": (IQL, iql_preset(env_id))}[algo]
+    agent = cls(env, seed=seed, eval_freq=args.eval_freq, n_eval_episodes=args.eval_episodes, **preset)
     agent.learn(args.steps)
     return {
         "env_id": env_id,
@@ -93,6 +106,8 @@ def train_run(args: argparse.Namespace, env_id: str, size: int | None, algo: str
         "algo": algo,
         "seed": seed,
         "steps": args.steps,
+        "revision": AGENT_REVISIONS[algo][0],
+        "config": json.loads(json.dumps(agent.config, default=str)),
         "seconds": time.perf_counter() - started,
         "eval_history": agent.eval_history,
     }
@@ -113,6 +128,16 @@ def dataset_score(env_id: str, size: int | None) -> float:
 def run_key(run: dict[str, Any]) -> tuple[str, str, int]:
     """A run's identity in a results file: ``(env id, algorithm, seed)``."""
     return run["env_id"], run["algo"], run["seed"]
+
+
+def is_stale(run: dict[str, Any]) -> bool:
+    """Whether an earlier revision of the run's agent trained it (see :data:`AGENT_REVISIONS`)."""
+    return run.get("revision", 1) < AGENT_REVISIONS[run["algo"]][0]
+
+
+def stale_cells(settings: dict[str, Any], payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``(env id, algorithm)`` rows of the table whose saved runs an earlier agent revision trained."""
+    return [(env_id, algo) for env_id, algo, finished in finished_cells(settings, payload) if any(map(is_stale, finished))]
 
 
 def seed_statistics(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -194,7 +219,7 @@ def render_markdown(settings: dict[str, Any], payload: dict[str, Any], name: str
         f'"last {LATE_EVALUATIONS} mean" averages each seed\'s last {LATE_EVALUATIONS} evaluations (all of them when a run '
         "has fewer), then the seeds: "
         "steadier than one evaluation where the score jumps between checkpoints. "
-        f"Curves: `benchmarks/results/{name}.png`.\n\n"
+        f"Curves: `benchmarks/results/{name}.png`.{stale_note(settings, payload)}\n\n"
         + markdown_table(
             [
                 "dataset",
@@ -211,6 +236,16 @@ def render_markdown(settings: dict[str, Any], payload: dict[str, Any], name: str
     )
 
 
+def stale_note(settings: dict[str, Any], payload: dict[str, Any]) -> str:
+    """A sentence naming the rows an earlier agent revision trained, with what changed since (empty if none)."""
+    stale = stale_cells(settings, payload)
+    if not stale:
+        return ""
+    rows = ", ".join(f"{algo} on {env_id}" for env_id, algo in stale)
+    changes = "; ".join(f"{algo}: {AGENT_REVISIONS[algo][1]}" for algo in sorted({algo for _, algo in stale}))
+    return f" Trained before the agent's latest revision ({changes}), not retrained yet: {rows}."
+
+
 def missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> list[tuple[str, int | None, str, int]]:
     """The ``(env id, dataset size, algorithm, seed)`` runs not yet in ``payload``, in table order."""
     done = {run_key(run) for run in payload["runs"]}
@@ -222,6 +257,25 @@ def missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> list[tupl
         for seed in args.seeds
         if (f"{task}-{kind}-v0", algo, seed) not in done
     ]
+
+
+def refuse_mixed_revisions(args: argparse.Namespace, payload: dict[str, Any]) -> None:
+    """Drop the stale runs of the selected rows (``--retrain-stale``), or stop before a row would mix revisions.
+
+    Raises:
+        SystemExit: If a run is to be trained for a row whose saved runs an earlier agent revision trained.
+    """
+    stale = set(stale_cells(vars(args), payload))
+    if args.retrain_stale:
+        payload["runs"] = [run for run in payload["runs"] if not (run_key(run)[:2] in stale and is_stale(run))]
+        return
+    mixed = sorted({(env_id, algo) for env_id, _, algo, _ in missing_runs(args, payload)} & stale)
+    if mixed:
+        rows = ", ".join(f"{algo} on {env_id}" for env_id, algo in mixed)
+        raise SystemExit(
+            f"the saved runs of {rows} were trained by an earlier revision of the agent; a new seed would mix the two "
+            "in one row: pass --retrain-stale to train those rows again, or leave them out of --algos/--kinds"
+        )
 
 
 def prepare_process() -> None:
@@ -283,11 +337,14 @@ def train_missing_runs(
 def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme: Path = README) -> None:
     args = parse_args(argv)
     prepare_process()
-    config = {k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs")}
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs", "retrain_stale")
+    }
     payload = {"runs": [], **load_resumable(args.name, config, args.fresh, results_dir, selection=RUN_SELECTION)}
     if args.report_only and not payload["runs"]:
         raise SystemExit(f"{results_dir / args.name}.json holds no finished runs made with these settings")
     if not args.report_only:  # a report leaves the record of the machine that trained the runs as it is
+        refuse_mixed_revisions(args, payload)
         payload["machine"] = machine_info(torch_threads=1)
         train_missing_runs(args, payload, results_dir, readme)
     print(report(args, payload, results_dir, readme))

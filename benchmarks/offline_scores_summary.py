@@ -4,8 +4,9 @@
 
 Rows are each file's tasks x ``--kinds`` (default medium, medium-replay). Each cell reads "last evaluation, mean
 over seeds [95% bootstrap CI] / mean of each seed's last evaluations", with the seed count when it is not 3, and
-"-" where no run has finished. A last row aggregates each agent over every dataset with rliable: the interquartile
-mean of the runs' last evaluations and its 95% stratified-bootstrap CI (Agarwal et al., 2021). The table replaces
+"-" where no run has finished, and a † where an earlier revision of the agent trained the runs. A last row
+aggregates each agent over every dataset with rliable: the interquartile mean of the runs' last evaluations and its
+95% stratified-bootstrap CI (Agarwal et al., 2021). The table replaces
 the text between ``<!-- offline-scores-mujoco:start -->`` and
 ``<!-- offline-scores-mujoco:end -->`` in docs/agents/td3bc-iql.md.
 """
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.harness import BENCH_DIR, RESULTS_DIR, markdown_table, render_readme_section
-from benchmarks.offline_scores import seed_statistics
+from benchmarks.offline_scores import AGENT_REVISIONS, is_stale, seed_statistics
+from palaestra.evaluation import iqm_with_ci
 
 PROJECT_README = BENCH_DIR.parent / "docs" / "agents" / "td3bc-iql.md"  # the page that shows the table
 SECTION = "offline-scores-mujoco"
@@ -35,7 +37,8 @@ def score_cell(runs: list[dict[str, Any]], full_seeds: int = 3) -> str:
     low, high = stats["ci"]
     interval = f" [{low:.1f}, {high:.1f}]" if stats["seeds"] > 1 else ""
     count = "" if stats["seeds"] == full_seeds else f" ({stats['seeds']} seed{'s' if stats['seeds'] > 1 else ''})"
-    return f"{stats['last']:.1f}{interval} / {stats['late']:.1f}{count}"
+    stale = " †" if any(map(is_stale, runs)) else ""
+    return f"{stats['last']:.1f}{interval} / {stats['late']:.1f}{count}{stale}"
 
 
 def final_scores(per_dataset: list[list[dict[str, Any]]]) -> np.ndarray | None:
@@ -53,20 +56,8 @@ def iqm_cell(scores: np.ndarray | None, reps: int = 10_000) -> str:
     """Interquartile mean over all runs with rliable's stratified-bootstrap 95% CI (resampling seeds per dataset)."""
     if scores is None:
         return "-"
-    from rliable import library, metrics
-
-    def iqm(matrix: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(matrix)])
-
-    # rliable resamples with NumPy's global generator (its random_state is not used): seed it, then put it back
-    saved = np.random.get_state()  # noqa: NPY002
-    np.random.seed(0)  # noqa: NPY002
-    try:
-        point, interval = library.get_interval_estimates({"agent": scores}, iqm, reps=reps)
-    finally:
-        np.random.set_state(saved)  # noqa: NPY002
-    (low,), (high,) = interval["agent"]
-    return f"{point['agent'][0]:.1f} [{low:.1f}, {high:.1f}]"
+    point, low, high = iqm_with_ci(scores, reps=reps)
+    return f"{point:.1f} [{low:.1f}, {high:.1f}]"
 
 
 def summary_table(payloads: list[dict[str, Any]], kinds: list[str]) -> str:
@@ -84,7 +75,17 @@ def summary_table(payloads: list[dict[str, Any]], kinds: list[str]) -> str:
                 rows.append([env_id, "-" if data is None else f"{data:.1f}", *cells])
     iqms = [iqm_cell(final_scores(per_dataset)) for per_dataset in runs_by_algo.values()]
     rows.append([f"IQM over the {len(rows)} datasets", "", *iqms])
-    return markdown_table(["dataset", "data", *ALGOS.values()], rows)
+    table = markdown_table(["dataset", "data", *ALGOS.values()], rows)
+    stale = sorted({algo for runs in runs_by_algo.values() for cell in runs for algo in stale_algos(cell)})
+    if stale:
+        changes = "; ".join(f"{ALGOS[algo]}: {AGENT_REVISIONS[algo][1]}" for algo in stale)
+        table += f"\n\n† trained before the agent's latest revision ({changes}); not retrained yet."
+    return table
+
+
+def stale_algos(runs: list[dict[str, Any]]) -> set[str]:
+    """The algorithms of ``runs`` that an earlier revision of the agent trained."""
+    return {run["algo"] for run in runs if is_stale(run)}
 
 
 def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme: Path = PROJECT_README) -> str:

@@ -1,4 +1,4 @@
-"""The ``palaestra`` command: ``list``, ``train``, ``eval``, ``collect``, ``bench`` and ``plot``.
+"""The ``palaestra`` command: ``list``, ``train``, ``eval``, ``sweep``, ``collect``, ``bench`` and ``plot``.
 
 User errors (an unknown id or algorithm, a bad keyword or value, a missing or foreign checkpoint, an unreadable
 dataset) print one line to stderr and exit with status 2, having written nothing; Ctrl-C prints one line saying what
@@ -15,8 +15,9 @@ import re
 import shutil
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +26,10 @@ import palaestra
 from palaestra.agents import ALGORITHMS, AlgorithmSpec, get_algorithm
 from palaestra.evaluation import EvaluationResult, evaluate
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from stable_baselines3.common.logger import KVWriter
+
+__all__ = ["main", "train_model"]
 
 METADATA_FILE = "palaestra.json"
 MODEL_STEM = "model"
@@ -114,7 +118,18 @@ def train(args: argparse.Namespace) -> int:
     env and whether it fits the algorithm's family, each hyperparameter's name, type and range, and the output
     directory. Ctrl-C saves the model trained so far beside its logs (or removes what it wrote, if no step ran).
     """
-    from stable_baselines3.common.logger import configure
+    _, summary = train_model(args)
+    print(summary)
+    return 0
+
+
+def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) -> tuple[Any, str]:
+    """What ``palaestra train`` does, returning the trained model and the line it prints.
+
+    ``args`` are ``palaestra train``'s parsed arguments; ``log_writers`` receive every log dump beside the CSV
+    and TensorBoard files (``palaestra sweep`` reports to Ray Tune through one).
+    """
+    from stable_baselines3.common.logger import Logger, make_output_format
 
     from palaestra.agents.hyperparams import check_hyperparams
 
@@ -167,7 +182,7 @@ def train(args: argparse.Namespace) -> int:
         "palaestra_version": palaestra.__version__,
     }
     formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
-    model.set_logger(configure(str(out), formats))
+    model.set_logger(Logger(str(out), [*(make_output_format(f, str(out)) for f in formats), *log_writers]))
     try:
         model.learn(total_timesteps=args.timesteps, progress_bar=not args.no_progress_bar)
     except KeyboardInterrupt:
@@ -189,8 +204,7 @@ def train(args: argparse.Namespace) -> int:
         trained = f"{steps} steps (--timesteps {args.timesteps} rounded up to whole rollouts of {_rollout_size(model)})"
     else:
         trained = f"{args.timesteps} steps"
-    print(f"trained {spec.name} on {args.env} for {trained}; checkpoint and logs in {out}")
-    return 0
+    return model, f"trained {spec.name} on {args.env} for {trained}; checkpoint and logs in {out}"
 
 
 def _build(spec: AlgorithmSpec, args: argparse.Namespace, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> Any:
@@ -493,6 +507,51 @@ def plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    """Train every grid point x seed (x env) as a Ray Tune trial; print one line per trial and the results table.
+
+    Exit status 0 when every trial finished, 1 when some raised (their errors are in the table), 130 when
+    interrupted (the finished trials are kept and a rerun of the same command resumes).
+    """
+    from palaestra.sweep import SweepError, SweepSpec, parse_grid, sweep
+
+    try:
+        spec = SweepSpec(
+            algo=args.algo,
+            envs=tuple(dict.fromkeys(args.env)),
+            seeds=args.seeds,
+            timesteps=args.timesteps,
+            grid=parse_grid(args.grid),
+            hyperparams=parse_assignments(args.hyperparams, "--hyperparams"),
+            env_kwargs=parse_assignments(args.env_kwargs, "--env-kwargs"),
+            eval_episodes=args.eval_episodes,
+        )
+        payload = sweep(
+            spec,
+            args.out,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            cpus_per_trial=args.cpus_per_trial,
+            verbose=args.verbose,
+        )
+    except SweepError as error:
+        raise UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; the trials that finished are kept in {args.out}: rerun the same command to resume"
+        ) from None
+    out = Path(args.out)
+    print((out / "results.md").read_text(), end="")
+    counts = {status: sum(t["status"] == status for t in payload["trials"]) for status in ("finished", "failed", "unfinished")}
+    print(
+        f"{counts['finished']} of {len(payload['trials'])} trials finished ({counts['failed']} failed); "
+        f"results in {out / 'results.md'}, {out / 'results.json'} and {out / 'learning_curves.png'}"
+    )
+    if counts["unfinished"]:
+        raise Interrupted(f"{counts['unfinished']} trials did not finish; rerun the same command to resume")
+    return 1 if counts["failed"] else 0
+
+
 def _algorithm(name: str) -> AlgorithmSpec:
     try:
         return get_algorithm(name)
@@ -551,6 +610,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluating.add_argument("--cdsa-kwargs", nargs="*", metavar="KEY=VALUE", help="CDSA knobs, e.g. step_size=0.5 n_steps=5")
     evaluating.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluating.set_defaults(handler=evaluate_checkpoint)
+
+    sweeping = commands.add_parser("sweep", help="train a grid of configs x seeds as Ray Tune trials, locally or on a cluster")
+    sweeping.add_argument("--algo", required=True, help="algorithm, as for `palaestra train`")
+    sweeping.add_argument("--env", nargs="+", required=True, help="env ids; several envs add an IQM over envs")
+    sweeping.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per config (default 3)")
+    sweeping.add_argument("--timesteps", type=int, default=100_000, help="timesteps per run, as for `train` (default 100000)")
+    sweeping.add_argument(
+        "--out", required=True, help="output directory: results.json/.md, curves, one run directory per trial"
+    )
+    sweeping.add_argument(
+        "--grid", nargs="*", metavar="KEY=V1,V2", help="hyperparameter values to sweep, e.g. learning_rate=1e-3,3e-4"
+    )
+    sweeping.add_argument("--hyperparams", nargs="*", metavar="KEY=VALUE", help="hyperparameters fixed for every trial")
+    sweeping.add_argument("--env-kwargs", nargs="*", metavar="KEY=VALUE", help="keyword arguments of the env")
+    sweeping.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes after training (default 10)")
+    sweeping.add_argument(
+        "--address",
+        help="Ray cluster: auto (the one this machine belongs to), host:port or ray://host:port (default: a local Ray)",
+    )
+    sweeping.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all of this machine's)")
+    sweeping.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per trial (default 1)")
+    sweeping.add_argument("--verbose", action="store_true", help="show Ray's logs and Tune's status tables")
+    sweeping.set_defaults(handler=run_sweep)
 
     collecting = commands.add_parser("collect", help="generate offline datasets (Minari) for offline env ids")
     collecting.add_argument(

@@ -13,7 +13,7 @@ from palaestra.protocol import Policy
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
 
-__all__ = ["EvaluationResult", "bootstrap_ci", "evaluate"]
+__all__ = ["EvaluationResult", "bootstrap_ci", "evaluate", "iqm_with_ci"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,33 @@ def bootstrap_ci(values: np.ndarray, confidence_level: float = 0.95, seed: int =
         (values,), np.mean, confidence_level=confidence_level, n_resamples=10_000, method="percentile", rng=seed
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def iqm_with_ci(scores: np.ndarray, reps: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """Interquartile mean of a ``(runs, tasks)`` score matrix and its 95% stratified-bootstrap CI (rliable).
+
+    The bootstrap resamples runs within each task (Agarwal et al., 2021). rliable draws from NumPy's global
+    generator: it is seeded with ``seed`` for the call and then put back as it was.
+
+    Returns:
+        ``(iqm, ci_low, ci_high)``.
+    """
+    try:
+        from rliable import library, metrics
+    except ImportError:
+        raise ImportError('the IQM needs rliable: pip install "palaestra[bench]"') from None
+
+    def iqm(matrix: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(matrix)])
+
+    saved = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        point, interval = library.get_interval_estimates({"scores": np.asarray(scores, np.float64)}, iqm, reps=reps)
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002
+    (low,), (high,) = interval["scores"]
+    return float(point["scores"][0]), float(low), float(high)
 
 
 def evaluate(

@@ -97,3 +97,55 @@ def test_two_invocations_on_one_file_keep_each_others_runs(dirs, monkeypatch):
     offline_scores.main([*TINY, "--seeds", "1"], results_dir, readme)
     runs = json.loads((results_dir / "scores.json").read_text())["runs"]
     assert sorted(run["seed"] for run in runs) == [0, 1]
+
+
+def _stale_iql_file(results_dir):
+    """A results file whose IQL runs on pendulum-medium predate IQL's revision 2 (no recorded revision)."""
+    args = offline_scores.parse_args([*TINY, "--algos", "iql", "--seeds", "0"])
+    history = [{"step": 10.0, "mean_return": 0.0, "normalized_score": 5.0}, {"step": 20.0, "mean_return": 0.0,
+               "normalized_score": 7.0}]  # fmt: skip
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs", "retrain_stale")
+    }
+    run = {"env_id": "pendulum-medium-v0", "algo": "iql", "seed": 0, "eval_history": history}
+    payload = {"args": config, "runs": [run], "data_scores": {"pendulum-medium-v0": 1.0}}
+    (results_dir / "scores.json").write_text(json.dumps(payload))
+
+
+def test_runs_of_an_earlier_agent_revision_are_named_and_never_mixed_with_new_seeds(dirs, monkeypatch):
+    results_dir, readme = dirs
+    _stale_iql_file(results_dir)
+    offline_scores.main([*TINY, "--algos", "iql", "--seeds", "0", "--report-only"], results_dir, readme)
+    assert "not retrained yet: iql on pendulum-medium-v0" in readme.read_text()
+    saved = (results_dir / "scores.json").read_text()
+    with pytest.raises(SystemExit, match="iql on pendulum-medium-v0 were trained by an earlier revision"):
+        offline_scores.main([*TINY, "--algos", "iql", "--seeds", "0", "1"], results_dir, readme)
+    assert (results_dir / "scores.json").read_text() == saved  # nothing was trained or written
+
+
+def test_retrain_stale_trains_the_row_again_with_the_current_revision(dirs):
+    results_dir, readme = dirs
+    _stale_iql_file(results_dir)
+    offline_scores.main([*TINY, "--algos", "iql", "--seeds", "0", "--retrain-stale"], results_dir, readme)
+    (run,) = json.loads((results_dir / "scores.json").read_text())["runs"]
+    assert run["revision"] == offline_scores.AGENT_REVISIONS["iql"][0] and run["config"]["expectile"] == 0.7
+    assert "not retrained yet" not in readme.read_text()
+
+
+def test_iql_runs_use_corls_per_dataset_preset(monkeypatch):
+    from palaestra.agents.offline import iql
+
+    seen = {}
+
+    class Recorder(iql.IQL):
+        def __init__(self, env, **kwargs):
+            seen.update(kwargs)
+            raise RuntimeError("built")
+
+    monkeypatch.setattr(iql, "IQL", Recorder)
+    monkeypatch.setattr("palaestra.agents.offline.IQL", Recorder)
+    monkeypatch.setattr("gymnasium.make", lambda *args, **kwargs: None)
+    with pytest.raises(RuntimeError, match="built"):
+        offline_scores.train_run(offline_scores.parse_args([]), "hopper-medium-v0", None, "iql", 0)
+    # CORL's configs/offline/iql/hopper/medium_v2.yaml: normalize_reward, iql_deterministic, tau 0.001
+    assert seen["deterministic_actor"] is True and seen["tau"] == 0.001 and seen["normalize_reward"] is True

@@ -6,8 +6,10 @@ import pytest
 from benchmarks import offline_scores_summary
 
 
-def run(env_id, algo, scores):
-    return {"env_id": env_id, "algo": algo, "eval_history": [{"normalized_score": s} for s in scores]}
+def run(env_id, algo, scores, revision=None):
+    history = [{"normalized_score": s} for s in scores]
+    revision = offline_scores_summary.AGENT_REVISIONS[algo][0] if revision is None else revision
+    return {"env_id": env_id, "algo": algo, "revision": revision, "eval_history": history}
 
 
 def test_score_cell_reads_last_ci_and_late_mean():
@@ -38,6 +40,16 @@ def test_main_writes_the_table_between_the_readme_markers(tmp_path):
     (tmp_path / "again.json").write_text(json.dumps(payload))
     with pytest.raises(SystemExit):  # hopper twice would count its runs twice in the IQM
         offline_scores_summary.main(["scores", "again"], tmp_path, readme)
+
+
+def test_a_cell_an_earlier_agent_revision_trained_is_marked_and_the_change_named(tmp_path):
+    payload = {"args": {"tasks": ["hopper"]}, "runs": [run("hopper-medium-v0", "iql", [1.0, 2.0], revision=1)]}
+    table = offline_scores_summary.summary_table([payload], ["medium"])
+    assert "| hopper-medium-v0 | - | - | 2.0 / 1.5 (1 seed) † |" in table
+    assert table.endswith(f"(IQL: {offline_scores_summary.AGENT_REVISIONS['iql'][1]}); not retrained yet.")
+    assert "†" not in offline_scores_summary.summary_table(
+        [{**payload, "runs": [run("hopper-medium-v0", "iql", [1.0])]}], ["medium"]
+    )
 
 
 def test_final_scores_is_a_seeds_by_datasets_matrix_only_when_every_dataset_has_as_many_seeds():
