@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.palaestra-installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo lint test test-slow bench course docs clean
+.PHONY: install demo lint test test-slow test-rllib bench course docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: lint
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
+	scripts/test-rllib
+
+# palaestra's envs trained by RLlib's PPO, in .venv-rllib: ray[rllib] pins an older Gymnasium than .venv has.
+test-rllib:
+	scripts/test-rllib
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.env_throughput
@@ -47,4 +52,4 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs build/docs
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-rllib runs .pytest_cache .ruff_cache .mypy_cache
