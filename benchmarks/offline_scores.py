@@ -334,13 +334,17 @@ def train_missing_runs(
         print(f"{run['env_id']} {run['algo']} seed {run['seed']}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
 
 
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a results file records and a rerun must match (not output names, modes or parallelism)."""
+    return {
+        k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs", "retrain_stale")
+    }
+
+
 def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme: Path = README) -> None:
     args = parse_args(argv)
     prepare_process()
-    config = {
-        k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs", "retrain_stale")
-    }
-    payload = {"runs": [], **load_resumable(args.name, config, args.fresh, results_dir, selection=RUN_SELECTION)}
+    payload = {"runs": [], **load_resumable(args.name, run_settings(args), args.fresh, results_dir, selection=RUN_SELECTION)}
     if args.report_only and not payload["runs"]:
         raise SystemExit(f"{results_dir / args.name}.json holds no finished runs made with these settings")
     if not args.report_only:  # a report leaves the record of the machine that trained the runs as it is

@@ -29,7 +29,7 @@ from palaestra.evaluation import EvaluationResult, evaluate
 if TYPE_CHECKING:
     from stable_baselines3.common.logger import KVWriter
 
-__all__ = ["main", "train_model"]
+__all__ = ["check_env", "check_hyperparameters", "main", "parse_literal", "train_model"]
 
 METADATA_FILE = "palaestra.json"
 MODEL_STEM = "model"
@@ -55,11 +55,16 @@ def parse_assignments(items: list[str] | None, what: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise UsageError(f"{what} must be given as key=value, got {item!r}")
-        try:
-            result[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            result[key] = raw
+        result[key] = parse_literal(raw)
     return result
+
+
+def parse_literal(raw: str) -> Any:
+    """A command-line value: the Python literal it spells (``1e-3``, ``True``, ``[64, 64]``), else the string itself."""
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
@@ -131,8 +136,6 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
     """
     from stable_baselines3.common.logger import Logger, make_output_format
 
-    from palaestra.agents.hyperparams import check_hyperparams
-
     spec = _algorithm(args.algo)
     if args.timesteps < 1:
         raise UsageError(f"--timesteps must be >= 1, got {args.timesteps}")
@@ -155,15 +158,8 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
         if spec.family != "llm":
             raise UsageError(f"--model is for the LLM agents ({', '.join(_names_of('llm'))}); {spec.name} takes no model")
         hyperparams["model"] = args.model
-    probe = make_env(args.env, env_kwargs)
-    try:
-        _check_env_fits(spec, probe, args.env)
-    finally:
-        probe.close()
-    try:
-        check_hyperparams(spec.name, spec.load_class(), hyperparams, spec.extra_hyperparams)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    check_env(spec, args.env, env_kwargs)
+    check_hyperparameters(spec, hyperparams)
     _set_threads(args.threads)
     model = _build(spec, args, env_kwargs, hyperparams)
 
@@ -205,6 +201,25 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
     else:
         trained = f"{args.timesteps} steps"
     return model, f"trained {spec.name} on {args.env} for {trained}; checkpoint and logs in {out}"
+
+
+def check_env(spec: AlgorithmSpec, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Raise :class:`UsageError` unless ``spec`` can train on ``env_id`` (made once to look at it, then closed)."""
+    probe = make_env(env_id, env_kwargs)
+    try:
+        _check_env_fits(spec, probe, env_id)
+    finally:
+        probe.close()
+
+
+def check_hyperparameters(spec: AlgorithmSpec, hyperparams: dict[str, Any]) -> None:
+    """Raise :class:`UsageError` for the first hyperparameter ``spec`` does not take, of the wrong type or out of range."""
+    from palaestra.agents.hyperparams import check_hyperparams
+
+    try:
+        check_hyperparams(spec.name, spec.load_class(), hyperparams, spec.extra_hyperparams)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _build(spec: AlgorithmSpec, args: argparse.Namespace, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> Any:
@@ -513,7 +528,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     Exit status 0 when every trial finished, 1 when some raised (their errors are in the table), 130 when
     interrupted (the finished trials are kept and a rerun of the same command resumes).
     """
-    from palaestra.sweep import SweepError, SweepSpec, parse_grid, sweep
+    from palaestra.sweep import SweepError, SweepSpec, parse_grid, render_markdown, sweep
 
     try:
         spec = SweepSpec(
@@ -541,7 +556,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             f"interrupted; the trials that finished are kept in {args.out}: rerun the same command to resume"
         ) from None
     out = Path(args.out)
-    print((out / "results.md").read_text(), end="")
+    print(render_markdown(payload), end="")
     counts = {status: sum(t["status"] == status for t in payload["trials"]) for status in ("finished", "failed", "unfinished")}
     print(
         f"{counts['finished']} of {len(payload['trials'])} trials finished ({counts['failed']} failed); "

@@ -21,7 +21,6 @@ directory with other settings stops and names them.
 
 from __future__ import annotations
 
-import ast
 import functools
 import itertools
 import json
@@ -34,10 +33,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from stable_baselines3.common.logger import KVWriter
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.logger import KVWriter
 
 __all__ = [
     "INSTALL_HINT",
@@ -105,7 +106,6 @@ def check_address(address: str | None) -> None:
 def start_ray(address: str | None, num_cpus: int | None, verbose: bool) -> Any:
     """``ray.init`` on a local Ray (``num_cpus`` of this machine, default all) or the cluster at ``address``."""
     ray = import_ray()
-    check_address(address)
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older reporter: silent at verbose=0
         # a failed trial's traceback is in its error file and the progress line names its exception
@@ -113,6 +113,7 @@ def start_ray(address: str | None, num_cpus: int | None, verbose: bool) -> Any:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     if ray.is_initialized():
         return ray
+    check_address(address)
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "configure_logging": verbose}
     if address in (None, "local"):
         options["num_cpus"] = num_cpus
@@ -277,6 +278,8 @@ def parse_grid(items: Sequence[str] | None) -> dict[str, list[Any]]:
     Each value is a Python literal (else a string); a tuple or list value is written in brackets, whose commas
     do not split values (``net_arch=[64,64],[256,256]``).
     """
+    from palaestra.cli import parse_literal
+
     grid: dict[str, list[Any]] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -284,7 +287,7 @@ def parse_grid(items: Sequence[str] | None) -> dict[str, list[Any]]:
             raise SweepError(f"--grid takes key=value1,value2,..., got {item!r}")
         if key in grid:
             raise SweepError(f"--grid names {key!r} twice; give all its values in one key=v1,v2,...")
-        grid[key] = [_literal(value) for value in _split_top_level(raw)]
+        grid[key] = [parse_literal(value) for value in _split_top_level(raw)]
     return grid
 
 
@@ -306,13 +309,6 @@ def _split_top_level(raw: str) -> list[str]:
             continue
         current += char
     return [*parts, current]
-
-
-def _literal(raw: str) -> Any:
-    try:
-        return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return raw
 
 
 def trial_configs(spec: SweepSpec, out: Path, threads: int) -> list[dict[str, Any]]:
@@ -365,7 +361,7 @@ def train_trial(config: dict[str, Any]) -> None:
     if config["hyperparams"]:
         argv += ["--hyperparams", *assignments(config["hyperparams"])]
     started = time.perf_counter()
-    model, _ = cli.train_model(cli.build_parser().parse_args(argv), log_writers=[_TuneWriter()])
+    model, _ = cli.train_model(cli.build_parser().parse_args(argv), log_writers=[_tune_writer()])
     train_seconds = time.perf_counter() - started
     env = cli.make_env(config["env"], config["env_kwargs"])
     result = evaluate(model, env, n_episodes=config["eval_episodes"], seed=0, deterministic=True)
@@ -375,28 +371,30 @@ def train_trial(config: dict[str, Any]) -> None:
     tune.report({**metrics, "train_seconds": train_seconds, "evaluated": True})
 
 
-class _TuneWriter(KVWriter):
+def _tune_writer() -> KVWriter:
     """An SB3 logger output that reports each dump's numbers to Tune (``time/total_timesteps`` and the like)."""
+    from ray import tune
+    from stable_baselines3.common.logger import KVWriter
 
-    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
-        from ray import tune
+    class TuneWriter(KVWriter):  # type: ignore[misc]
+        def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+            numbers = {
+                key: float(value)
+                for key, value in key_values.items()
+                if isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            }
+            if numbers:
+                tune.report(numbers)
 
-        numbers = {
-            key: float(value)
-            for key, value in key_values.items()
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-        }
-        if numbers:
-            tune.report(numbers)
+        def close(self) -> None:
+            """Nothing to close."""
 
-    def close(self) -> None:
-        """Nothing to close."""
+    return TuneWriter()
 
 
 def check_spec(spec: SweepSpec) -> None:
     """Raise :class:`SweepError` for the first thing a sweep cannot train: algorithm, env, grid, counts."""
     from palaestra import cli
-    from palaestra.agents.hyperparams import check_hyperparams
 
     for name, value, least in (("--seeds", spec.seeds, 1), ("--timesteps", spec.timesteps, 1), ("--eval-episodes",
                                spec.eval_episodes, 1)):  # fmt: skip
@@ -404,25 +402,17 @@ def check_spec(spec: SweepSpec) -> None:
             raise SweepError(f"{name} must be >= {least}, got {value}")
     if not spec.envs:
         raise SweepError("give at least one --env")
-    try:
-        algorithm = cli._algorithm(spec.algo)
-        for env_id in spec.envs:
-            env = cli.make_env(env_id, spec.env_kwargs)
-            try:
-                cli._check_env_fits(algorithm, env, env_id)
-            finally:
-                env.close()
-    except cli.UsageError as error:
-        raise SweepError(str(error)) from None
     overlap = sorted(set(spec.grid) & set(spec.hyperparams))
     if overlap:
         raise SweepError(f"{', '.join(overlap)} is both swept (--grid) and fixed (--hyperparams); give it in one")
-    for point in spec.points():
-        try:
-            check_hyperparams(algorithm.name, algorithm.load_class(), {**spec.hyperparams, **point},
-                              algorithm.extra_hyperparams)  # fmt: skip
-        except ValueError as error:
-            raise SweepError(str(error)) from None
+    try:
+        algorithm = cli.get_algorithm(spec.algo)
+        for env_id in spec.envs:
+            cli.check_env(algorithm, env_id, spec.env_kwargs)
+        for point in spec.points():
+            cli.check_hyperparameters(algorithm, {**spec.hyperparams, **point})
+    except (cli.UsageError, ValueError) as error:
+        raise SweepError(str(error)) from None
 
 
 def check_out(out: Path, settings: dict[str, Any]) -> None:
@@ -469,8 +459,7 @@ def sweep(
     check_spec(spec)
     settings = spec.settings()
     check_out(folder, settings)
-    import_ray()
-    check_address(address)
+    start_ray(address, num_cpus, verbose)  # before anything is written: Ray missing or the cluster unreachable
     configs = trial_configs(spec, folder, threads=cpus_per_trial)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")

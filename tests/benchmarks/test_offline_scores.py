@@ -104,11 +104,8 @@ def _stale_iql_file(results_dir):
     args = offline_scores.parse_args([*TINY, "--algos", "iql", "--seeds", "0"])
     history = [{"step": 10.0, "mean_return": 0.0, "normalized_score": 5.0}, {"step": 20.0, "mean_return": 0.0,
                "normalized_score": 7.0}]  # fmt: skip
-    config = {
-        k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs", "retrain_stale")
-    }
     run = {"env_id": "pendulum-medium-v0", "algo": "iql", "seed": 0, "eval_history": history}
-    payload = {"args": config, "runs": [run], "data_scores": {"pendulum-medium-v0": 1.0}}
+    payload = {"args": offline_scores.run_settings(args), "runs": [run], "data_scores": {"pendulum-medium-v0": 1.0}}
     (results_dir / "scores.json").write_text(json.dumps(payload))
 
 
