@@ -7,12 +7,14 @@ ratios against that baseline: absolute times on a shared 2-core machine are nois
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
 import re
+import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "machine_info",
     "markdown_table",
     "render_readme_section",
+    "run_each",
     "time_callables",
     "train_with_evaluations",
     "write_results",
@@ -135,6 +138,76 @@ def train_with_evaluations(agent: Any, env: Any, steps: int, eval_every: int, n_
     seconds = time.perf_counter() - started - eval_seconds
     final_score = sum(curve[-2:]) / len(curve[-2:]) if curve else float("nan")  # nan: no evaluation ran
     return {"curve": curve, "final_score": final_score, "steps_per_second": steps / seconds}
+
+
+def run_each(
+    train: Callable[..., dict[str, Any]],
+    runs: Mapping[str, dict[str, Any]],
+    save: Callable[[dict[str, Any]], None],
+    *,
+    jobs: int = 1,
+    address: str | None = None,
+) -> None:
+    """Call ``train(**kwargs)`` for every named run and ``save`` each returned record as that run finishes.
+
+    With ``jobs=1`` and no ``address`` the runs are trained one after another in this process (Ray is not
+    needed). Otherwise every run is a Ray Tune trial of :func:`palaestra.sweep.run_trials`, the engine of
+    ``palaestra sweep``: ``jobs`` at a time on a local Ray, or as many as the cluster at ``address`` holds
+    (each node needs the repository on its path, e.g. started from a checkout). A trial holds one CPU and trains
+    with one torch thread; its record travels back as JSON and is saved here, in the driver, as it arrives.
+
+    ``train`` must be importable by name (a module-level function) and its records JSON-serialisable. A run that
+    raises does not stop the others under Ray; after they end, a :class:`RuntimeError` names every failed run.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs == 1 and address is None:
+        for kwargs in runs.values():
+            save(train(**kwargs))
+        return
+    from palaestra.sweep import TrialOutcome, import_ray, run_trials
+
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    failures: list[str] = []
+
+    def on_complete(outcome: TrialOutcome) -> None:
+        if outcome.error is not None:
+            failures.append(f"{outcome.name}: {outcome.error}")
+        elif "record" in outcome.metrics:
+            save(json.loads(outcome.metrics["record"]))
+
+    configs = [{"name": name, "kwargs": kwargs} for name, kwargs in runs.items()]
+    try:
+        with tempfile.TemporaryDirectory(prefix="palaestra-runs-") as experiment:  # resuming is the caller's job
+            outcomes = run_trials(
+                functools.partial(_report_record, train),
+                configs,
+                Path(experiment),
+                address=address,
+                num_cpus=jobs if address is None else None,
+                describe=lambda metrics: f"{metrics['seconds']:.0f} s" if "seconds" in metrics else "done",
+                on_complete=on_complete,
+            )
+    finally:
+        if started_here:
+            ray.shutdown()
+    unfinished = len(runs) - len(outcomes) + sum(not o.metrics and o.error is None for o in outcomes)
+    if failures or unfinished:
+        ended = f"{len(failures)} run(s) failed ({'; '.join(failures)})" if failures else ""
+        stopped = f"{unfinished} run(s) did not finish" if unfinished else ""
+        raise RuntimeError(f"{', '.join(filter(None, (ended, stopped)))}; the finished runs are saved")
+
+
+def _report_record(train: Callable[..., dict[str, Any]], config: dict[str, Any]) -> None:
+    """A trial of :func:`run_each`: one torch thread, ``train(**kwargs)``, its record reported to Tune as JSON."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(1)
+    record = train(**config["kwargs"])
+    seconds = {"seconds": float(record["seconds"])} if "seconds" in record else {}
+    tune.report({"record": json.dumps(record), **seconds})
 
 
 def compare_means(a: Sequence[float], b: Sequence[float]) -> str:

@@ -10,7 +10,9 @@ reference returns. Every run evaluates its deterministic policy every ``--eval-f
 Results are written after every run, and a rerun with the same settings skips the runs already in the file
 (``--fresh`` starts over), so the long MuJoCo table can be built over several sittings; ``--tasks``, ``--kinds``,
 ``--algos`` and ``--seeds`` only choose runs, so ``--seeds 3 4`` adds two seeds to the same file. ``--jobs N`` trains N
-runs at a time, one process and one torch thread each (on a 16-core machine, ``--full --jobs 16``). The table and the
+runs at a time as Ray Tune trials, one CPU and one torch thread each (on a 16-core machine, ``--full --jobs 16``),
+and ``--address`` sends the runs to a Ray cluster; both go through :func:`benchmarks.harness.run_each`, the engine
+of ``palaestra sweep``. The table and the
 curves are rewritten after every run from the runs finished so far (the seed count is in the table);
 ``--report-only`` rewrites them without training. "data" is the mean normalised return of the dataset's own
 episodes. IQL runs use CORL's per-dataset settings (:data:`~palaestra.agents.offline.iql.IQL_PRESETS`), as
@@ -23,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from benchmarks.harness import (
     machine_info,
     markdown_table,
     render_readme_section,
+    run_each,
     write_results,
 )
 from benchmarks.plotting import plot_learning_curves
@@ -72,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--section", default="Offline agents: scores", help="section of benchmarks/README.md")
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the results file")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the results file")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time, one process each")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (more than 1: on a local Ray)")
+    parser.add_argument("--address", default=None, help="train on the Ray cluster at this address (auto, host:port)")
     parser.add_argument("--retrain-stale", action="store_true", help="retrain the selected rows whose runs an earlier "
                         "agent revision trained (AGENT_REVISIONS)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -279,7 +281,7 @@ def refuse_mixed_revisions(args: argparse.Namespace, payload: dict[str, Any]) ->
 
 
 def prepare_process() -> None:
-    """Register palaestra's offline ids and use one torch thread (the main process and every worker)."""
+    """Register palaestra's offline ids and use one torch thread."""
     import torch
 
     import palaestra  # noqa: F401  (registers the offline ids)
@@ -287,21 +289,24 @@ def prepare_process() -> None:
     torch.set_num_threads(1)
 
 
-def finished_runs(args: argparse.Namespace, todo: list[tuple[str, int | None, str, int]]) -> Iterator[dict[str, Any]]:
-    """Train ``todo`` and yield each run's record as it finishes (``args.jobs`` processes at a time)."""
-    if args.jobs == 1:
-        yield from (train_run(args, *run) for run in todo)
-        return
-    import gymnasium as gym
+def train_runs(
+    args: argparse.Namespace, todo: list[tuple[str, int | None, str, int]], save: Callable[[dict[str, Any]], None]
+) -> None:
+    """Train ``todo`` and ``save`` each run's record as it finishes: in this process with ``--jobs 1``, else on Ray.
 
-    for env_id, size in dict.fromkeys((env_id, size) for env_id, size, _, _ in todo):
-        gym.make(env_id, dataset_size=size).get_minari_dataset()  # generate missing data here, not in racing workers
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(args.jobs, mp_context=context, initializer=prepare_process)
-    try:
-        yield from (future.result() for future in as_completed([pool.submit(train_run, args, *run) for run in todo]))
-    finally:
-        pool.shutdown(cancel_futures=True)  # after a failed run, train nothing more
+    On Ray (:func:`benchmarks.harness.run_each`, the engine of ``palaestra sweep``) ``--jobs`` runs train at a time
+    on this machine, or ``--address`` sends them to a cluster.
+    """
+    if args.jobs > 1 or args.address is not None:
+        import gymnasium as gym
+
+        for env_id, size in dict.fromkeys((env_id, size) for env_id, size, _, _ in todo):
+            gym.make(env_id, dataset_size=size).get_minari_dataset()  # generate missing data here, not in racing trials
+    runs = {
+        f"{env_id} {algo} seed {seed}": {"args": args, "env_id": env_id, "size": size, "algo": algo, "seed": seed}
+        for env_id, size, algo, seed in todo
+    }
+    run_each(train_run, runs, save, jobs=args.jobs, address=args.address)
 
 
 def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path) -> None:
@@ -325,7 +330,8 @@ def train_missing_runs(
     args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README
 ) -> None:
     """Train every (dataset, algorithm, seed) run not yet in ``payload``, saving and reporting after each."""
-    for run in finished_runs(args, missing_runs(args, payload)):
+
+    def save(run: dict[str, Any]) -> None:
         payload["runs"].append(run)
         add_runs_saved_meanwhile(payload, results_dir / f"{args.name}.json")
         report(args, payload, results_dir, readme)
@@ -333,11 +339,15 @@ def train_missing_runs(
         last = run["eval_history"][-1]["normalized_score"]
         print(f"{run['env_id']} {run['algo']} seed {run['seed']}: last score {last:.1f} ({run['seconds']:.0f} s)", flush=True)
 
+    train_runs(args, missing_runs(args, payload), save)
+
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The options a results file records and a rerun must match (not output names, modes or parallelism)."""
     return {
-        k: v for k, v in vars(args).items() if k not in ("name", "section", "fresh", "report_only", "jobs", "retrain_stale")
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("name", "section", "fresh", "report_only", "jobs", "address", "retrain_stale")
     }
 
 

@@ -126,8 +126,13 @@ def start_ray(address: str | None, num_cpus: int | None, verbose: bool) -> Any:
     return ray
 
 
-def _line_printer(total: int, describe: Callable[[dict[str, Any]], str]) -> Any:
-    """A Tune ``Callback`` that prints ``[k/total] finished NAME: ...`` or ``[k/total] failed NAME: error``."""
+def _line_printer(
+    total: int, describe: Callable[[dict[str, Any]], str], on_complete: Callable[[TrialOutcome], None] | None
+) -> Any:
+    """A Tune ``Callback`` that prints ``[k/total] finished NAME: ...`` or ``[k/total] failed NAME: error``.
+
+    It hands each ended trial's :class:`TrialOutcome` to ``on_complete`` (in the driver, as the trial ends).
+    """
     from ray.tune import Callback
 
     class OneLinePerTrial(Callback):  # type: ignore[misc]
@@ -136,12 +141,17 @@ def _line_printer(total: int, describe: Callable[[dict[str, Any]], str]) -> Any:
 
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self.ended += 1
-            metrics = dict(trial.last_result or {})
-            print(f"[{self.ended}/{total}] finished {trial.config['config']['name']}: {describe(metrics)}", flush=True)
+            config, metrics = trial.config["config"], dict(trial.last_result or {})
+            print(f"[{self.ended}/{total}] finished {config['name']}: {describe(metrics)}", flush=True)
+            if on_complete is not None:
+                on_complete(TrialOutcome(config["name"], config, metrics, None))
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self.ended += 1
-            print(f"[{self.ended}/{total}] failed {trial.config['config']['name']}: {_error_line(trial)}", flush=True)
+            config, error = trial.config["config"], _error_line(trial)
+            print(f"[{self.ended}/{total}] failed {config['name']}: {error}", flush=True)
+            if on_complete is not None:
+                on_complete(TrialOutcome(config["name"], config, dict(trial.last_result or {}), error))
 
     return OneLinePerTrial()
 
@@ -170,6 +180,7 @@ def run_trials(
     cpus_per_trial: float = 1,
     verbose: bool = False,
     describe: Callable[[dict[str, Any]], str] = lambda metrics: "done",
+    on_complete: Callable[[TrialOutcome], None] | None = None,
 ) -> list[TrialOutcome]:
     """Run ``function(config)`` for every config as a Ray Tune trial; resume the experiment in ``out`` if there is one.
 
@@ -185,6 +196,8 @@ def run_trials(
         cpus_per_trial: CPUs Tune reserves per trial (``tune.with_resources``).
         verbose: Show Ray's own logs and Tune's status tables instead of one line per trial.
         describe: Turns a finished trial's last metrics into the text after its name.
+        on_complete: Called in this process with each trial's outcome as the trial ends (to save results as they
+            come); not called again for the trials a resumed experiment had already ended.
 
     Returns:
         Each trial's outcome, in the order of ``configs``.
@@ -213,7 +226,7 @@ def run_trials(
                 storage_path=str(out.resolve()),
                 name=EXPERIMENT,
                 verbose=2 if verbose else 0,
-                callbacks=[_line_printer(len(configs), describe)],
+                callbacks=[_line_printer(len(configs), describe, on_complete)],
             ),
         )
     grid = tuner.fit()
@@ -344,9 +357,20 @@ def point_label(point: Mapping[str, Any]) -> str:
 
 
 def train_trial(config: dict[str, Any]) -> None:
-    """One sweep trial: ``palaestra train`` into the trial's run directory, then an evaluation, reported to Tune."""
+    """One sweep trial: :func:`train_and_evaluate`, reporting every log dump and the evaluation to Tune."""
     from ray import tune
 
+    metrics = train_and_evaluate(config, log_writers=[_tune_writer()])
+    tune.report({**metrics, "evaluated": True})
+
+
+def train_and_evaluate(config: dict[str, Any], log_writers: Sequence[KVWriter] = ()) -> dict[str, Any]:
+    """``palaestra train`` with a trial's config into its run directory, then an evaluation of the trained policy.
+
+    Returns:
+        ``mean_return`` with its 95% bootstrap CI (``ci_low``, ``ci_high``), the normalised scores on offline ids,
+        and ``train_seconds``.
+    """
     from palaestra import cli
     from palaestra.evaluation import evaluate
 
@@ -361,14 +385,14 @@ def train_trial(config: dict[str, Any]) -> None:
     if config["hyperparams"]:
         argv += ["--hyperparams", *assignments(config["hyperparams"])]
     started = time.perf_counter()
-    model, _ = cli.train_model(cli.build_parser().parse_args(argv), log_writers=[_tune_writer()])
+    model, _ = cli.train_model(cli.build_parser().parse_args(argv), log_writers=list(log_writers))
     train_seconds = time.perf_counter() - started
     env = cli.make_env(config["env"], config["env_kwargs"])
     result = evaluate(model, env, n_episodes=config["eval_episodes"], seed=0, deterministic=True)
     metrics = {"mean_return": result.mean, "ci_low": result.ci_low, "ci_high": result.ci_high}
     metrics |= cli.normalized_scores(env, result)
     env.close()
-    tune.report({**metrics, "train_seconds": train_seconds, "evaluated": True})
+    return {**metrics, "train_seconds": train_seconds}
 
 
 def _tune_writer() -> KVWriter:

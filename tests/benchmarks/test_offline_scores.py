@@ -3,6 +3,7 @@ import json
 import pytest
 
 from benchmarks import offline_scores
+from benchmarks.harness import run_each
 
 TINY = ["--tasks", "pendulum", "--kinds", "medium", "--algos", "td3bc", "--steps", "20", "--eval-freq", "10",
         "--eval-episodes", "1", "--dataset-size", "2000", "--name", "scores", "--section", "Scores"]  # fmt: skip
@@ -25,7 +26,7 @@ def test_parallel_runs_fill_the_table_and_a_rerun_resumes_without_training(dirs,
     assert "| pendulum-medium-v0 |" in readme.read_text() and "| td3bc | 2 |" in readme.read_text()
     assert (results_dir / "scores.png").exists()
 
-    def no_training(*args):
+    def no_training(**run):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(offline_scores, "train_run", no_training)
@@ -49,6 +50,15 @@ def test_report_only_rewrites_the_table_but_not_the_results(dirs):
     offline_scores.main([*TINY, "--seeds", "0", "--report-only"], results_dir, readme)
     assert (results_dir / "scores.json").read_text() == saved
     assert "| pendulum-medium-v0 |" in readme.read_text()
+
+
+def test_a_failed_run_on_ray_is_named_after_the_others_are_saved(dirs):
+    args = offline_scores.parse_args(TINY)
+    good = {"args": args, "env_id": "pendulum-medium-v0", "size": 2000, "algo": "td3bc", "seed": 0}
+    saved = []
+    with pytest.raises(RuntimeError, match=r"1 run\(s\) failed \(bad: KeyError: 'no-such-agent'\)"):
+        run_each(offline_scores.train_run, {"good": good, "bad": {**good, "algo": "no-such-agent"}}, saved.append, jobs=2)
+    assert [run["seed"] for run in saved] == [0]
 
 
 def test_jobs_must_be_positive(dirs):
@@ -81,9 +91,9 @@ def test_more_seeds_resume_the_same_file(dirs, monkeypatch):
     offline_scores.main([*TINY, "--seeds", "0"], results_dir, readme)
     trained = []
     real_train_run = offline_scores.train_run
-    monkeypatch.setattr(offline_scores, "train_run", lambda args, *run: trained.append(run) or real_train_run(args, *run))
+    monkeypatch.setattr(offline_scores, "train_run", lambda **run: trained.append(run) or real_train_run(**run))
     offline_scores.main([*TINY, "--seeds", "0", "1"], results_dir, readme)
-    assert [seed for *_, seed in trained] == [1]  # seed 0 was kept, not trained again
+    assert [run["seed"] for run in trained] == [1]  # seed 0 was kept, not trained again
     payload = json.loads((results_dir / "scores.json").read_text())
     assert payload["args"]["seeds"] == [0, 1] and "| td3bc | 2 |" in readme.read_text()
 
