@@ -261,8 +261,11 @@ def missing_runs(args: argparse.Namespace, payload: dict[str, Any]) -> list[tupl
     ]
 
 
-def refuse_mixed_revisions(args: argparse.Namespace, payload: dict[str, Any]) -> None:
+def refuse_mixed_revisions(args: argparse.Namespace, payload: dict[str, Any]) -> set[tuple[str, str]]:
     """Drop the stale runs of the selected rows (``--retrain-stale``), or stop before a row would mix revisions.
+
+    Returns:
+        The ``(env id, algorithm)`` rows whose stale runs were dropped (empty without ``--retrain-stale``).
 
     Raises:
         SystemExit: If a run is to be trained for a row whose saved runs an earlier agent revision trained.
@@ -270,7 +273,7 @@ def refuse_mixed_revisions(args: argparse.Namespace, payload: dict[str, Any]) ->
     stale = set(stale_cells(vars(args), payload))
     if args.retrain_stale:
         payload["runs"] = [run for run in payload["runs"] if not (run_key(run)[:2] in stale and is_stale(run))]
-        return
+        return stale
     mixed = sorted({(env_id, algo) for env_id, _, algo, _ in missing_runs(args, payload)} & stale)
     if mixed:
         rows = ", ".join(f"{algo} on {env_id}" for env_id, algo in mixed)
@@ -278,6 +281,7 @@ def refuse_mixed_revisions(args: argparse.Namespace, payload: dict[str, Any]) ->
             f"the saved runs of {rows} were trained by an earlier revision of the agent; a new seed would mix the two "
             "in one row: pass --retrain-stale to train those rows again, or leave them out of --algos/--kinds"
         )
+    return set()
 
 
 def prepare_process() -> None:
@@ -309,10 +313,11 @@ def train_runs(
     run_each(train_run, runs, save, jobs=args.jobs, address=args.address)
 
 
-def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path) -> None:
+def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path, retrained: set[tuple[str, str]] = frozenset()) -> None:
     """Add to ``payload`` the runs that another invocation saved to ``path`` (same settings) since it was loaded.
 
-    So two invocations with disjoint ``--kinds`` or ``--seeds`` can fill one results file side by side.
+    So two invocations with disjoint ``--kinds`` or ``--seeds`` can fill one results file side by side. The stale
+    runs of the ``retrained`` rows, which ``--retrain-stale`` dropped, stay out.
     """
     if not path.is_file():
         return
@@ -320,20 +325,26 @@ def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path) -> None:
     if changed_settings(saved.get("args", {}), payload["args"], RUN_SELECTION):
         return  # runs made with other settings are not mixed in
     have = {run_key(run) for run in payload["runs"]}
-    payload["runs"].extend(run for run in saved["runs"] if run_key(run) not in have)
+    payload["runs"].extend(
+        run for run in saved["runs"] if run_key(run) not in have and not (run_key(run)[:2] in retrained and is_stale(run))
+    )
     payload.setdefault("data_scores", {}).update(
         {env_id: score for env_id, score in saved.get("data_scores", {}).items() if env_id not in payload["data_scores"]}
     )
 
 
 def train_missing_runs(
-    args: argparse.Namespace, payload: dict[str, Any], results_dir: Path = RESULTS_DIR, readme: Path = README
+    args: argparse.Namespace,
+    payload: dict[str, Any],
+    results_dir: Path = RESULTS_DIR,
+    readme: Path = README,
+    retrained: set[tuple[str, str]] = frozenset(),
 ) -> None:
     """Train every (dataset, algorithm, seed) run not yet in ``payload``, saving and reporting after each."""
 
     def save(run: dict[str, Any]) -> None:
         payload["runs"].append(run)
-        add_runs_saved_meanwhile(payload, results_dir / f"{args.name}.json")
+        add_runs_saved_meanwhile(payload, results_dir / f"{args.name}.json", retrained)
         report(args, payload, results_dir, readme)
         write_results(args.name, payload, results_dir)  # after every run: a rerun resumes from here
         last = run["eval_history"][-1]["normalized_score"]
@@ -358,9 +369,9 @@ def main(argv: list[str] | None = None, results_dir: Path = RESULTS_DIR, readme:
     if args.report_only and not payload["runs"]:
         raise SystemExit(f"{results_dir / args.name}.json holds no finished runs made with these settings")
     if not args.report_only:  # a report leaves the record of the machine that trained the runs as it is
-        refuse_mixed_revisions(args, payload)
+        retrained = refuse_mixed_revisions(args, payload)
         payload["machine"] = machine_info(torch_threads=1)
-        train_missing_runs(args, payload, results_dir, readme)
+        train_missing_runs(args, payload, results_dir, readme, retrained)
     print(report(args, payload, results_dir, readme))
     write_results(args.name, payload, results_dir)
 

@@ -109,13 +109,13 @@ def test_two_invocations_on_one_file_keep_each_others_runs(dirs, monkeypatch):
     assert sorted(run["seed"] for run in runs) == [0, 1]
 
 
-def _stale_iql_file(results_dir):
+def _stale_iql_file(results_dir, seeds=(0,)):
     """A results file whose IQL runs on pendulum-medium predate IQL's revision 2 (no recorded revision)."""
-    args = offline_scores.parse_args([*TINY, "--algos", "iql", "--seeds", "0"])
+    args = offline_scores.parse_args([*TINY, "--algos", "iql", "--seeds", *map(str, seeds)])
     history = [{"step": 10.0, "mean_return": 0.0, "normalized_score": 5.0}, {"step": 20.0, "mean_return": 0.0,
                "normalized_score": 7.0}]  # fmt: skip
-    run = {"env_id": "pendulum-medium-v0", "algo": "iql", "seed": 0, "eval_history": history}
-    payload = {"args": offline_scores.run_settings(args), "runs": [run], "data_scores": {"pendulum-medium-v0": 1.0}}
+    runs = [{"env_id": "pendulum-medium-v0", "algo": "iql", "seed": seed, "eval_history": history} for seed in seeds]
+    payload = {"args": offline_scores.run_settings(args), "runs": runs, "data_scores": {"pendulum-medium-v0": 1.0}}
     (results_dir / "scores.json").write_text(json.dumps(payload))
 
 
@@ -137,6 +137,14 @@ def test_retrain_stale_trains_the_row_again_with_the_current_revision(dirs):
     (run,) = json.loads((results_dir / "scores.json").read_text())["runs"]
     assert run["revision"] == offline_scores.AGENT_REVISIONS["iql"][0] and run["config"]["expectile"] == 0.7
     assert "not retrained yet" not in readme.read_text()
+
+
+def test_retrain_stale_keeps_the_dropped_runs_out_after_each_save(dirs):
+    results_dir, readme = dirs
+    _stale_iql_file(results_dir, seeds=(0, 1))
+    offline_scores.main([*TINY, "--algos", "iql", "--seeds", "0", "--retrain-stale"], results_dir, readme)
+    runs = json.loads((results_dir / "scores.json").read_text())["runs"]
+    assert [(run["seed"], run.get("revision")) for run in runs] == [(0, offline_scores.AGENT_REVISIONS["iql"][0])]
 
 
 def test_iql_runs_use_corls_per_dataset_preset(monkeypatch):
