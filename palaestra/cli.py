@@ -25,6 +25,7 @@ import numpy as np
 import palaestra
 from palaestra.agents import ALGORITHMS, AlgorithmSpec, get_algorithm
 from palaestra.evaluation import EvaluationResult, evaluate
+from palaestra.wrappers.candidate_actions import CANDIDATE_INFO_KEYS
 
 if TYPE_CHECKING:
     from stable_baselines3.common.logger import KVWriter
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["check_env", "check_hyperparameters", "main", "parse_literal", "train_model"]
 
 METADATA_FILE = "palaestra.json"
+#: The SB3 algorithms ``palaestra train`` runs on a text env through :class:`~palaestra.wrappers.CandidateActions`.
+CANDIDATE_ALGOS = ("ppo", "dqn", "maskable-ppo")
 MODEL_STEM = "model"
 
 
@@ -161,7 +164,14 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
     check_env(spec, args.env, env_kwargs)
     check_hyperparameters(spec, hyperparams)
     _set_threads(args.threads)
-    model = _build(spec, args, env_kwargs, hyperparams)
+    wrapping = candidate_wrapping(spec, args.env, env_kwargs)
+    if wrapping is not None:
+        print(
+            f"{args.env} has text observations and actions: {spec.name} chooses among its candidate messages "
+            f"(palaestra.wrappers.CandidateActions over info[{wrapping['key']!r}])",
+            flush=True,
+        )
+    model = _build(spec, args, env_kwargs, hyperparams, wrapping)
 
     for path in earlier_run:  # --overwrite: only now that the new run has started is the old one removed
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -177,6 +187,8 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
         "n_envs": args.n_envs,
         "palaestra_version": palaestra.__version__,
     }
+    if wrapping is not None:
+        metadata["candidate_actions"] = wrapping
     formats = ["stdout", "csv", "tensorboard"] if args.verbose else ["csv", "tensorboard"]
     model.set_logger(Logger(str(out), [*(make_output_format(f, str(out)) for f in formats), *log_writers]))
     try:
@@ -212,6 +224,44 @@ def check_env(spec: AlgorithmSpec, env_id: str, env_kwargs: dict[str, Any]) -> N
         probe.close()
 
 
+def _is_text_env(env: gym.Env) -> bool:
+    return isinstance(env.observation_space, gym.spaces.Text) or isinstance(env.action_space, gym.spaces.Text)
+
+
+def candidate_wrapping(spec: AlgorithmSpec, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """How ``palaestra train`` wraps a text env for a SB3 algorithm (:class:`~palaestra.wrappers.CandidateActions`).
+
+    Returns:
+        ``None`` unless ``spec`` is one of :data:`CANDIDATE_ALGOS` and ``env_id`` has text spaces; else the
+        wrapper's keyword arguments: the ``info`` key of the candidates and ``invalid_action`` (``"error"`` for
+        ``MaskablePPO``, which never picks a masked index; ``"noop"``, an invalid turn, for PPO and DQN).
+    """
+    if spec.name not in CANDIDATE_ALGOS:
+        return None
+    probe = make_env(env_id, env_kwargs)
+    try:
+        if not _is_text_env(probe):
+            return None
+        key = CANDIDATE_INFO_KEYS[type(probe.unwrapped).__name__]
+    finally:
+        probe.close()
+    return {"key": key, "invalid_action": "error" if spec.name == "maskable-ppo" else "noop"}
+
+
+def with_candidate_request(env_kwargs: dict[str, Any], wrapping: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` whose ``request_infos`` also asks for the candidate list the wrapper reads."""
+    asked = env_kwargs.get("request_infos") or ()
+    asked = [asked] if isinstance(asked, str) else list(asked)
+    return {**env_kwargs, "request_infos": list(dict.fromkeys([*asked, wrapping["key"]]))}
+
+
+def make_candidate_env(env_id: str, env_kwargs: dict[str, Any], wrapping: dict[str, Any]) -> gym.Env:
+    """The text env ``env_id`` wrapped in :class:`~palaestra.wrappers.CandidateActions` as ``wrapping`` says."""
+    from palaestra.wrappers import CandidateActions
+
+    return CandidateActions(make_env(env_id, with_candidate_request(env_kwargs, wrapping)), **wrapping)
+
+
 def check_hyperparameters(spec: AlgorithmSpec, hyperparams: dict[str, Any]) -> None:
     """Raise :class:`UsageError` for the first hyperparameter ``spec`` does not take, of the wrong type or out of range."""
     from palaestra.agents.hyperparams import check_hyperparams
@@ -222,7 +272,13 @@ def check_hyperparameters(spec: AlgorithmSpec, hyperparams: dict[str, Any]) -> N
         raise UsageError(str(error)) from None
 
 
-def _build(spec: AlgorithmSpec, args: argparse.Namespace, env_kwargs: dict[str, Any], hyperparams: dict[str, Any]) -> Any:
+def _build(
+    spec: AlgorithmSpec,
+    args: argparse.Namespace,
+    env_kwargs: dict[str, Any],
+    hyperparams: dict[str, Any],
+    wrapping: dict[str, Any] | None = None,
+) -> Any:
     """The algorithm on ``args.env``: its builder, or SB3's ``Class(policy, vec_env, seed=..., **hyperparams)``."""
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -232,7 +288,15 @@ def _build(spec: AlgorithmSpec, args: argparse.Namespace, env_kwargs: dict[str, 
     try:
         if builder is not None:
             return builder(args.env, env_kwargs, args.seed, hyperparams)
-        env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=env_kwargs)
+        if wrapping is None:
+            env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=env_kwargs)
+        else:
+            from palaestra.wrappers import CandidateActions
+
+            # make_vec_env asks for render_mode="rgb_array" unless told otherwise; text envs render "ansi" only
+            kwargs = {"render_mode": None, **with_candidate_request(env_kwargs, wrapping)}
+            env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=kwargs,
+                               wrapper_class=CandidateActions, wrapper_kwargs=wrapping)  # fmt: skip
         positional = () if spec.policy is None else (spec.policy,)
         return spec.load_class()(*positional, env, seed=args.seed, verbose=0, **hyperparams)
     except (DatasetError, FileNotFoundError, FileExistsError, RuntimeError) as error:  # the dataset, not the settings
@@ -245,12 +309,21 @@ def _build(spec: AlgorithmSpec, args: argparse.Namespace, env_kwargs: dict[str, 
 
 def _check_env_fits(spec: AlgorithmSpec, env: gym.Env, env_id: str) -> None:
     """Refuse an env the algorithm's family cannot train on, naming the algorithms or ids that would fit."""
-    text = isinstance(env.observation_space, gym.spaces.Text) or isinstance(env.action_space, gym.spaces.Text)
+    text = _is_text_env(env)
+    if text and spec.name in CANDIDATE_ALGOS:
+        if type(env.unwrapped).__name__ not in CANDIDATE_INFO_KEYS:
+            raise UsageError(
+                f"{spec.name} trains on a text env through its candidate actions, and {env_id} lists none that palaestra "
+                f"knows (it reads them for {', '.join(sorted(CANDIDATE_INFO_KEYS))}); use a text agent: "
+                f"{', '.join(_names_of('llm'))}"
+            )
+        return
     if text and spec.family != "llm":
         library = "Stable-Baselines3" if spec.family == "baseline" else spec.name
         raise UsageError(
             f"{spec.name} cannot train on {env_id}: its observations and actions are text (gymnasium.spaces.Text), "
-            f"which {library} does not take; use a text agent: {', '.join(_names_of('llm'))}"
+            f"which {library} does not take; use a text agent ({', '.join(_names_of('llm'))}) or one of "
+            f"{', '.join(CANDIDATE_ALGOS)}, which choose among the env's candidate actions"
         )
     if spec.family == "offline" and not _has_dataset(env):
         raise UsageError(
@@ -374,7 +447,10 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
         env_kwargs["perturbation"] = perturbation
     if args.cdsa:
         model = _wrap_in_cdsa(model, args.cdsa, parse_assignments(args.cdsa_kwargs, "--cdsa-kwargs"))
-    env = make_env(env_id, env_kwargs)
+    wrapping = candidate_wrapping(spec, env_id, env_kwargs)
+    if wrapping is not None:
+        wrapping = metadata.get("candidate_actions", wrapping)  # the wrapper the checkpoint was trained in
+    env = make_env(env_id, env_kwargs) if wrapping is None else make_candidate_env(env_id, env_kwargs, wrapping)
     for what, found in (("observes", env.observation_space), ("acts in", env.action_space)):
         expected = getattr(model, "observation_space" if what == "observes" else "action_space", None)
         if expected is not None and not spaces_match(expected, found):

@@ -129,6 +129,8 @@ def evaluate(
     getting ``seed + i``) and later episodes continue from that random stream, exactly as SB3's
     ``evaluate_policy`` does on a VecEnv seeded the same way, so both give the same episodes. As in SB3,
     when the env is wrapped in ``Monitor`` the episode statistics it reports in ``info["episode"]`` are used.
+    A policy whose ``predict`` takes ``action_masks`` (sb3-contrib's ``MaskablePPO``) gets the env's
+    ``action_masks()`` at every step, as sb3-contrib's own ``evaluate_policy`` gives them.
 
     Args:
         policy: Anything with SB3's ``predict`` signature (SB3 models, palaestra agents, ...).
@@ -175,17 +177,39 @@ def evaluate(
 _Outcomes = tuple[list[float], list[int], list[Any]]
 
 
+def _takes_action_masks(policy: Policy) -> bool:
+    """Whether ``policy.predict`` takes ``action_masks`` (sb3-contrib's ``MaskablePPO`` does)."""
+    import inspect
+
+    try:
+        return "action_masks" in inspect.signature(policy.predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _masks_of(env: gym.Env) -> dict[str, Any]:
+    """``{"action_masks": env.action_masks()}`` for an env that offers masks (``CandidateActions``), else ``{}``."""
+    try:
+        return {"action_masks": env.get_wrapper_attr("action_masks")()}
+    except AttributeError:
+        return {}
+
+
 def _run_single_env(policy: Policy, env: gym.Env, n_episodes: int, seed: int, deterministic: bool) -> _Outcomes:
     returns: list[float] = []
     lengths: list[int] = []
     successes: list[Any] = []
     state = None
+    takes_masks = _takes_action_masks(policy)
     for episode in range(n_episodes):
         observation, info = env.reset(seed=seed if episode == 0 else None)
         episode_start = np.ones((1,), dtype=bool)
         total, length, done = 0.0, 0, False
         while not done:
-            action, state = policy.predict(observation, state=state, episode_start=episode_start, deterministic=deterministic)
+            masks = _masks_of(env) if takes_masks else {}
+            action, state = policy.predict(
+                observation, state=state, episode_start=episode_start, deterministic=deterministic, **masks
+            )
             observation, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             length += 1
@@ -213,8 +237,12 @@ def _run_vec_env(policy: Policy, env: VecEnv, n_episodes: int, seed: int, determ
     observations = env.reset()
     states = None
     episode_starts = np.ones((n_envs,), dtype=bool)
+    takes_masks = _takes_action_masks(policy)
     while (counts < targets).any():
-        actions, states = policy.predict(observations, state=states, episode_start=episode_starts, deterministic=deterministic)
+        masks = {"action_masks": np.stack(env.env_method("action_masks"))} if takes_masks else {}
+        actions, states = policy.predict(
+            observations, state=states, episode_start=episode_starts, deterministic=deterministic, **masks
+        )
         observations, rewards, dones, infos = env.step(actions)
         current_returns += rewards
         current_lengths += 1

@@ -162,3 +162,23 @@ def test_bench_json(capsys):
     row = result["envs"]["RobustPendulum-v0"]
     assert row["time_ratio"] == 1.0 and row["steps_per_s"] == pytest.approx(1.0 / row["median_s"])
     assert len(row["per_call_s"]) == 1
+
+
+def test_sb3_trains_on_a_text_env_through_its_candidate_actions(tmp_path, capsys):
+    out = tmp_path / "mppo"
+    argv = ["train", "--algo", "maskable-ppo", "--env", "ToolSearch-v0", "--timesteps", "256", "--out", str(out),
+            "--no-progress-bar", "--env-kwargs", "hops=1", "top_k=1", "--hyperparams", "n_steps=128",
+            "batch_size=32"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "ToolSearch-v0 has text observations and actions: maskable-ppo chooses among its candidate messages "
+        "(palaestra.wrappers.CandidateActions over info['candidates'])"
+    )
+    assert json.loads((out / "palaestra.json").read_text())["candidate_actions"] == {
+        "key": "candidates",
+        "invalid_action": "error",  # MaskablePPO never picks a masked index
+    }
+    for split in ("train", "hot"):  # eval wraps the env the same way and hands MaskablePPO the masks
+        assert main(["eval", "--checkpoint", str(out), "--episodes", "3", "--env-kwargs", f"split={split!r}", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["n_episodes"] == 3

@@ -85,6 +85,14 @@ register_algorithm(
     AlgorithmSpec("td3", "stable_baselines3:TD3", "Twin Delayed DDPG (SB3)", action_spaces=("Box",), deterministic_actor=True)
 )
 register_algorithm(AlgorithmSpec("dqn", "stable_baselines3:DQN", "Deep Q-Network (SB3)", action_spaces=("Discrete",)))
+register_algorithm(
+    AlgorithmSpec(
+        "maskable-ppo",
+        "sb3_contrib:MaskablePPO",
+        "PPO with invalid-action masking (sb3-contrib); on a text env, over its candidate actions",
+        action_spaces=("Discrete",),
+    )
+)
 
 # --- Offline RL (trained from an offline env's dataset; --timesteps counts gradient steps) --------
 register_algorithm(

@@ -2,8 +2,15 @@
 
 Both load through the same call, :func:`load_model`, with ``from_pretrained(path, local_files_only=True)``: the
 trainer never downloads anything. The tiny model pairs a small ``Qwen2ForCausalLM`` (random init) with a
-word-level ``tokenizers`` tokenizer fitted to the words of the env's texts, whose tags (``<search>``,
-``</answer>``, ...) are single added tokens, so a CPU can train it end to end in minutes.
+``tokenizers`` tokenizer fitted to the env's texts, whose tags (``<search>``, ``</answer>``, ...) are single
+added tokens, so a CPU can train it end to end in minutes. Two tokenizers:
+
+- ``"bpe"``: byte-level BPE (GPT-2's byte alphabet, so every string has an encoding) with merges learnt from the
+  texts. A name the texts never contained is a sequence of known pieces, which the model can copy from its
+  context: what an agent needs to search a world no training question names.
+- ``"word"``: one token per lower-cased word, unknown words to ``<unk>``. A name outside the fitted texts has no
+  token, and a name only the evaluation texts contain has an embedding no training step touched: the
+  memorisation baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from gymnasium.error import DependencyNotInstalled
 __all__ = [
     "PROTOCOL_TAGS",
     "SPECIAL_TOKENS",
+    "TOKENIZERS",
     "check_tokenizer",
     "fit_vocabulary",
     "load_model",
@@ -27,9 +35,12 @@ __all__ = [
     "quiet_transformers",
 ]
 
+#: The tiny model's tokenizers (see the module docstring).
+TOKENIZERS = ("bpe", "word")
+
 #: Tags of the Search-R1 protocol; a tokenizer must be able to write the closing ones the rollout stops on.
 PROTOCOL_TAGS = ("<think>", "</think>", "<search>", "</search>", "<answer>", "</answer>", "<information>", "</information>")
-#: Special tokens of the tiny word-level tokenizer.
+#: Special tokens of the tiny tokenizers.
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 #: Closing tags the rollout engine stops generation on.
 STOP_TAGS = ("</search>", "</answer>")
@@ -88,7 +99,7 @@ def fit_vocabulary(texts: Iterable[str], extra_words: Sequence[str] = ()) -> lis
 
 def make_tiny_model(
     directory: str | os.PathLike[str],
-    vocabulary: Sequence[str],
+    texts: Sequence[str],
     hidden_size: int = 64,
     intermediate_size: int = 256,
     num_hidden_layers: int = 2,
@@ -96,16 +107,19 @@ def make_tiny_model(
     num_key_value_heads: int = 2,
     max_position_embeddings: int = 1024,
     seed: int = 0,
+    tokenizer: str = "word",
+    vocab_size: int = 1024,
 ) -> Path:
-    """Build a small ``Qwen2ForCausalLM`` and a word-level tokenizer over ``vocabulary``; save both to ``directory``.
+    """Build a small ``Qwen2ForCausalLM`` and a tokenizer fitted to ``texts``; save both to ``directory``.
 
-    The tokenizer lower-cases, splits on whitespace and punctuation, maps unknown words to ``<unk>``, and holds
-    :data:`PROTOCOL_TAGS` as added tokens (matched before splitting). Embeddings are tied. The defaults give a few
-    hundred thousand parameters for a vocabulary of about a thousand words.
+    Either tokenizer lower-cases and holds :data:`PROTOCOL_TAGS` as added tokens (matched before anything else).
+    ``"word"`` splits on whitespace and punctuation and maps unknown words to ``<unk>``; ``"bpe"`` learns byte-level
+    BPE merges from ``texts`` up to ``vocab_size`` tokens. Embeddings are tied. The defaults give a few hundred
+    thousand parameters for a vocabulary of about a thousand tokens.
 
     Args:
         directory: Output directory (created).
-        vocabulary: Words, e.g. from :func:`fit_vocabulary`.
+        texts: The texts the tokenizer is fitted to (words, e.g. from :func:`fit_vocabulary`, do for ``"word"``).
         hidden_size: Width; must be divisible by ``num_attention_heads``.
         intermediate_size: MLP width.
         num_hidden_layers: Transformer blocks.
@@ -113,11 +127,13 @@ def make_tiny_model(
         num_key_value_heads: Key/value heads (grouped-query attention); must divide ``num_attention_heads``.
         max_position_embeddings: Longest sequence (prompt, actions and observations together).
         seed: Seeds the random initialisation.
+        tokenizer: ``"bpe"`` or ``"word"`` (:data:`TOKENIZERS`).
+        vocab_size: Largest BPE vocabulary, the 256 bytes, special tokens and tags included (``"bpe"`` only).
 
     Returns:
         ``directory`` as a :class:`~pathlib.Path`.
     """
-    transformers, tokenizers = _require_llm()
+    transformers, _ = _require_llm()
     import torch as th
 
     if hidden_size % num_attention_heads:
@@ -126,17 +142,13 @@ def make_tiny_model(
         raise ValueError(
             f"num_attention_heads {num_attention_heads} must be divisible by num_key_value_heads {num_key_value_heads}"
         )
-    words = sorted(set(vocabulary) - set(SPECIAL_TOKENS) - set(PROTOCOL_TAGS))
-    if not words:
-        raise ValueError("vocabulary is empty")
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *words])}
-    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tokenizer.normalizer, tokenizer.pre_tokenizer = _pre_tokenizer()
-    tokenizer.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    tokenizer.add_tokens([tokenizers.AddedToken(t, normalized=False) for t in PROTOCOL_TAGS])
-    tokenizer.decoder = tokenizers.decoders.WordPiece(prefix="##", cleanup=False)  # joins words with single spaces
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    if not any(text.strip() for text in texts):
+        raise ValueError("the texts to fit the tokenizer to are empty")
+    raw = _word_tokenizer(texts) if tokenizer == "word" else _bpe_tokenizer(texts, vocab_size)
     hf_tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
+        tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", bos_token="<bos>", eos_token="<eos>"
     )
     config = transformers.Qwen2Config(
         vocab_size=len(hf_tokenizer),
@@ -158,8 +170,53 @@ def make_tiny_model(
     with quiet_transformers():
         model.save_pretrained(path)
         hf_tokenizer.save_pretrained(path)
-    (path / _TINY_MARKER).write_text(json.dumps({"tokenizer": "word-level", "vocabulary_size": len(words)}) + "\n")
+    marker = {"tokenizer": tokenizer, "vocabulary_size": len(hf_tokenizer)}
+    (path / _TINY_MARKER).write_text(json.dumps(marker) + "\n")
     return path
+
+
+def _word_tokenizer(texts: Sequence[str]) -> Any:
+    """A word-level tokenizer over the words of ``texts``, unknown words to ``<unk>``."""
+    _, tokenizers = _require_llm()
+    words = fit_vocabulary(texts)
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *words])}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = _pre_tokenizer()
+    _add_tags(tokenizer)
+    tokenizer.decoder = tokenizers.decoders.WordPiece(prefix="##", cleanup=False)  # joins words with single spaces
+    return tokenizer
+
+
+def _bpe_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+    """Byte-level BPE learnt from ``texts`` (tags removed first, so no merge spans one), lower-cased."""
+    _, tokenizers = _require_llm()
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = tokenizers.Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    untagged = []
+    for text in texts:
+        for tag in PROTOCOL_TAGS:
+            text = text.replace(tag, " ")
+        untagged.append(text)
+    tokenizer.train_from_iterator(untagged, trainer=trainer)
+    _add_tags(tokenizer)
+    return tokenizer
+
+
+def _add_tags(tokenizer: Any) -> None:
+    """The special tokens as special added tokens and :data:`PROTOCOL_TAGS` as plain added tokens."""
+    _, tokenizers = _require_llm()
+    tokenizer.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    tokenizer.add_tokens([tokenizers.AddedToken(t, normalized=False) for t in PROTOCOL_TAGS])
 
 
 def check_tokenizer(tokenizer: Any, tags: Sequence[str] = STOP_TAGS) -> None:

@@ -15,7 +15,8 @@ WujiangXu/EPO, PeterGriffinJin/Search-R1.
 
 Differences from the papers:
 
-* Scale: the tiny word-level model and CPU budgets are ours; the papers train 1.5B-7B models on GPUs.
+* Scale: the tiny model (byte-level BPE or word-level tokenizer) and CPU budgets are ours; the papers train
+  1.5B-7B models on GPUs.
 * IGPO's probe appends ``<answer> gold </answer>`` (first gold alias) to each context, without the paper's short
   "enough information" sentence, and uses the paper's turn-level normalisation, not the released code's
   token-level one.
@@ -65,7 +66,7 @@ from palaestra.agents.llm.losses import (
     turn_log_ratio,
     turn_mean,
 )
-from palaestra.agents.llm.models import fit_vocabulary, load_model, make_tiny_model, quiet_transformers
+from palaestra.agents.llm.models import load_model, make_tiny_model, quiet_transformers
 from palaestra.agents.llm.rollout import (
     Episode,
     PromptTooLongError,
@@ -101,8 +102,9 @@ class MultiTurnAgent:
         env: A palaestra env id with Text spaces (e.g. ``"ToolSearch-v0"``) or a zero-argument env factory.
         env_kwargs: Keyword arguments of ``gym.make``. The trainer also requests the privileged infos
             ``answers``, ``gold_doc_ids`` and ``oracle_action`` when the env accepts ``request_infos``.
-        model: ``"tiny"`` (build a small Qwen2 model with a word-level tokenizer fitted to the env's texts) or the
-            path of a local Hugging Face model directory.
+        model: ``"tiny"`` (build a small Qwen2 model with a tokenizer fitted to the env's texts: byte-level BPE
+            learnt from the training split, or ``tiny_model_kwargs={"tokenizer": "word"}`` for word-level over every
+            evaluated split) or the path of a local Hugging Face model directory.
         advantage: ``"grpo"``, ``"igpo"`` or ``"gigpo"``.
         group_size: Rollouts per question, ``G >= 2``.
         n_prompts: Questions per RL update.
@@ -325,19 +327,23 @@ class MultiTurnAgent:
     def _setup_model(self, env: gym.Env) -> None:
         if self.model_name == "tiny":
             directory = Path(tempfile.mkdtemp(prefix="palaestra-tiny-"))
-            kwargs = {"max_position_embeddings": self.max_length, "seed": self.seed, **self.tiny_model_kwargs}
-            make_tiny_model(directory, fit_vocabulary(self._vocabulary_texts(env)), **kwargs)
+            kwargs: dict[str, Any] = {"max_position_embeddings": self.max_length, "seed": self.seed, "tokenizer": "bpe"}
+            kwargs |= self.tiny_model_kwargs
+            # BPE learns from the training split's texts alone, so a held-out world is made of pieces it has seen;
+            # the word-level baseline gets every evaluated split's words (else they would all be <unk>).
+            splits = (None,) if kwargs["tokenizer"] == "bpe" else (None, *self.eval_splits)
+            make_tiny_model(directory, self._vocabulary_texts(env, splits), **kwargs)
             self.model_name = str(directory)
         dtype = None if self.dtype is None else getattr(th, self.dtype)
         self.model, self.tokenizer = load_model(self.model_name, device=self.device, dtype=dtype)
         self.pad_id = self.tokenizer.pad_token_id
         self.ref_model = None
 
-    def _vocabulary_texts(self, env: gym.Env) -> list[str]:
-        """Texts the tiny tokenizer is fitted to: oracle episodes over every split, the corpus and an invalid reply."""
+    def _vocabulary_texts(self, env: gym.Env, splits: Sequence[str | None]) -> list[str]:
+        """Texts the tiny tokenizer is fitted to: oracle episodes of ``splits`` and the documents of their worlds."""
         texts: list[str] = []
         worlds: dict[int, Any] = {}
-        for split in dict.fromkeys([None, *self.eval_splits]):
+        for split in dict.fromkeys(splits):
             options = None if split is None else {"split": split}
             for seed in range(self.sft_episodes if split is None else self.eval_questions):
                 try:
@@ -381,8 +387,7 @@ class MultiTurnAgent:
         ids = prompt_ids(self.tokenizer, observation)
         check_prompt_fits(len(ids), self.max_new_tokens, self.max_length)
         episode = Episode(ids=ids, turn_index=[-1] * len(ids), observations=[observation], infos=[info])
-        # get_vocab() is a hash map whose order changes between processes: sort it so that a seed reproduces the run
-        vocabulary = sorted(w for w in self.tokenizer.get_vocab() if w.isalpha()) or ["x"]
+        vocabulary = _noise_words(self.tokenizer)
         turn = 0
         while not episode.done:
             expert = _expert_action(info)
@@ -916,6 +921,15 @@ class MultiTurnAgent:
         agent.turn_entropy_sum = np.asarray(state["turn_entropy_sum"], dtype=float)
         agent.turn_entropy_count = np.asarray(state["turn_entropy_count"], dtype=float)
         return agent
+
+
+def _noise_words(tokenizer: Any) -> list[str]:
+    """The ASCII words the tokenizer's tokens spell (a BPE token's text, not its byte-level form such as ``Ġword``).
+
+    Sorted: ``get_vocab()`` is a hash map whose order changes between processes, and a seed must reproduce a run.
+    """
+    words = {tokenizer.convert_tokens_to_string([token]).strip() for token in tokenizer.get_vocab()}
+    return sorted(word for word in words if word.isascii() and word.isalpha()) or ["x"]
 
 
 def _expert_action(info: dict[str, Any]) -> str | None:

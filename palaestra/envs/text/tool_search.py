@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import gymnasium as gym
@@ -31,6 +33,7 @@ from palaestra.envs.text.world import SPLITS, Question, World, WorldConfig, buil
 __all__ = ["ToolSearchEnv", "ToolSearchInfos"]
 
 _RESET_OPTIONS = ("question_id", "split", "hops", "question")
+_EXTRA_WORLD_ID = re.compile(r"w(\d+)-")  # the id prefix of a question from an extra training world
 _TITLE_CHARS = 200
 # Normalised document texts, filled lazily per world for the retrieval-correctness check of the format reward.
 _NORMALIZED_DOCS: weakref.WeakKeyDictionary[World, dict[int, str]] = weakref.WeakKeyDictionary()
@@ -44,11 +47,14 @@ class ToolSearchInfos:
         answers: Add ``info["answers"]``, the gold answers.
         gold_doc_ids: Add ``info["gold_doc_ids"]``, the supporting documents in hop order.
         oracle_action: Add ``info["oracle_action"]``, the message the oracle would send next from this state.
+        candidates: Add ``info["candidates"]``, the messages the transcript makes possible
+            (:meth:`ToolSearchEnv.candidate_actions`), for agents that choose among a finite set of actions.
     """
 
     answers: bool = False
     gold_doc_ids: bool = False
     oracle_action: bool = False
+    candidates: bool = False
 
     @classmethod
     def coerce(cls, value: ToolSearchInfos | Iterable[str] | None) -> ToolSearchInfos:
@@ -136,6 +142,12 @@ class ToolSearchEnv(gym.Env[str, str]):
     | max_content_length     | 300            | longest query or answer; longer ones are invalid turns      |
     | max_doc_chars          | 600            | characters of each document shown                           |
     | render_mode            | None           | "ansi": ``render()`` returns the transcript                  |
+    | train_worlds           | 1              | generated worlds the train split draws from (see below)     |
+
+    ``train_worlds=N`` adds the training questions of N - 1 more worlds, the same config with seeds ``seed + 1`` to
+    ``seed + N - 1`` (ids ``w<k>-q-...``), each episode searching its own world's documents. An agent trained on
+    thousands of names cannot memorise them and has to copy what it reads; dev, test and hot questions stay those
+    of the first world and of the hot world (seed ``seed + 1000003``), which no extra world reaches.
 
     ## Version History
     * v0: Initial version.
@@ -161,8 +173,10 @@ class ToolSearchEnv(gym.Env[str, str]):
         max_content_length: int = 300,
         max_doc_chars: int = 600,
         render_mode: str | None = None,
+        train_worlds: int = 1,
     ) -> None:
         for name, value, low in (
+            ("train_worlds", train_worlds, 1),
             ("top_k", top_k, 1),
             ("max_turns", max_turns, 1),
             ("max_action_length", max_action_length, 1),
@@ -184,6 +198,10 @@ class ToolSearchEnv(gym.Env[str, str]):
             raise ValueError("corpus and questions must be given together (a corpus JSONL and a QA JSONL)")
         if corpus is not None and world is not None:
             raise ValueError("pass either world (a generated world) or corpus/questions (your own data), not both")
+        if not isinstance(train_worlds, bool) and isinstance(train_worlds, int) and train_worlds > 1000:
+            raise ValueError(f"train_worlds must be at most 1000 (the hot world's seed lies beyond), got {train_worlds}")
+        if corpus is not None and train_worlds != 1:
+            raise ValueError("train_worlds draws training questions from several generated worlds; a user corpus has one")
 
         self.top_k = int(top_k)
         self.max_turns = int(max_turns)
@@ -196,6 +214,7 @@ class ToolSearchEnv(gym.Env[str, str]):
         self.max_content_length = int(max_content_length)
         self.max_doc_chars = int(max_doc_chars)
         self.render_mode = render_mode
+        self.train_worlds = int(train_worlds)
 
         if corpus is not None:
             self.world_config: WorldConfig | None = None
@@ -232,6 +251,7 @@ class ToolSearchEnv(gym.Env[str, str]):
         self._turn = 0
         self._done = True
         self._retrieved: set[str] = set()
+        self._seen_texts: list[str] = []  # the retrieved documents as shown, in the order they came back
         self._tool_calls = 0
         self._all_valid = True
         self._answer_retrieved = False
@@ -263,11 +283,31 @@ class ToolSearchEnv(gym.Env[str, str]):
             return build_world(self.world_config, hot=True)  # type: ignore[arg-type]
         return self.world
 
+    def _extra_world(self, k: int) -> tuple[World, SearchIndex]:
+        """The ``k``-th extra training world (``train_worlds``), the main config with seed ``seed + k``, and its index."""
+        config = self.world_config
+        assert config is not None  # train_worlds > 1 is refused for a user corpus
+        return _extra_world_and_index(replace(config, seed=config.seed + k))
+
+    def _world_and_index_of(self, question: Question) -> tuple[World, SearchIndex]:
+        match = _EXTRA_WORLD_ID.match(question.id)
+        if match is not None:
+            return self._extra_world(int(match.group(1)))
+        world = self._world_of_split("hot") if question.split == "hot" else self.world
+        return world, index_for(world)
+
     def _pool(self, split: str, hops: tuple[int, ...] | None) -> tuple[Question, ...]:
         key = (split, hops)
         if key not in self._pools:
             world = self._world_of_split(split)
             pool = tuple(q for q in world.questions if q.split == split and (hops is None or q.hops in hops))
+            if split == "train":  # the extra worlds' training questions, with ids that name their world
+                pool += tuple(
+                    replace(q, id=f"w{k}-{q.id}")
+                    for k in range(1, self.train_worlds)
+                    for q in self._extra_world(k)[0].questions
+                    if q.split == "train" and (hops is None or q.hops in hops)
+                )
             if not pool:
                 raise ValueError(f"no question in split {split!r} with hops {hops} in world {world.name}")
             self._pools[key] = pool
@@ -280,6 +320,10 @@ class ToolSearchEnv(gym.Env[str, str]):
             ValueError: If no question has that id.
         """
         found = self.world.question_index.get(question_id)
+        match = _EXTRA_WORLD_ID.match(question_id)
+        if match is not None and 0 < int(match.group(1)) < self.train_worlds:
+            inner = self._extra_world(int(match.group(1)))[0].question_index.get(question_id[match.end() :])
+            found = None if inner is None else replace(inner, id=question_id)
         if found is None and self.world_config is not None and question_id.startswith("hot-"):
             found = build_world(self.world_config, hot=True).question_index.get(question_id)
         if found is None:
@@ -340,11 +384,11 @@ class ToolSearchEnv(gym.Env[str, str]):
             question = pool[int(self.np_random.integers(len(pool)))]
         self._question = question
         self._normalized_answers = tuple(normalize_answer(a) for a in question.answers)
-        self._episode_world = self._world_of_split("hot") if question.split == "hot" else self.world
-        self._episode_index = index_for(self._episode_world)
+        self._episode_world, self._episode_index = self._world_and_index_of(question)
         self._turn = 0
         self._done = False
         self._retrieved = set()
+        self._seen_texts = []
         self._tool_calls = 0
         self._all_valid = True
         self._answer_retrieved = False
@@ -381,6 +425,7 @@ class ToolSearchEnv(gym.Env[str, str]):
             documents = [self._episode_world.documents[hit.row] for hit in hits]
             reply = render_information([(d.title[:_TITLE_CHARS], d.text[: self.max_doc_chars]) for d in documents])
             doc_ids = tuple(hit.doc_id for hit in hits)
+            self._seen_texts.extend(f"{d.title[:_TITLE_CHARS]} {d.text[: self.max_doc_chars]}" for d in documents)
             self._retrieved.update(doc_ids)
             self._tool_calls += 1
             if not self._answer_retrieved:
@@ -460,4 +505,44 @@ class ToolSearchEnv(gym.Env[str, str]):
             info["gold_doc_ids"] = question.gold_doc_ids
         if self.request_infos.oracle_action and not self._done:
             info["oracle_action"] = self.oracle_action()
+        if self.request_infos.candidates and not self._done:
+            info["candidates"] = self.candidate_actions()
         return info
+
+    def candidate_actions(self) -> list[str]:
+        """The messages the transcript makes possible: the finite action set of a classic RL agent.
+
+        Searches for the entity names in the question and in the documents retrieved so far, then answers for the
+        entity names and the numbers in those documents, each in order of first appearance and without repeats.
+        An entity name is a document title of the episode's world; a document counts as shown (cut to
+        ``max_doc_chars``). The list never reads the gold answer, so it does not depend on it: before the first
+        search it holds searches only.
+        """
+        question = self._question
+        assert question is not None  # internal invariant: only called inside an episode
+        names = _entity_pattern(self._episode_world)
+        asked = names.findall(question.question)
+        shown = [name for text in self._seen_texts for name in names.findall(text)]
+        numbers = [number for text in self._seen_texts for number in _NUMBER.findall(text)]
+        searches = [f"<search> {name} </search>" for name in dict.fromkeys(asked + shown)]
+        answers = [f"<answer> {value} </answer>" for value in dict.fromkeys(shown + numbers)]
+        return searches + answers
+
+
+@functools.cache
+def _extra_world_and_index(config: WorldConfig) -> tuple[World, SearchIndex]:
+    """An extra training world and its search index, built once per process (``build_world`` keeps only a few)."""
+    world = build_world(config)
+    return world, index_for(world)
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?!\w|\.\d)")  # 1923, 3.5; not the digits inside a word
+_ENTITY_PATTERNS: weakref.WeakKeyDictionary[World, re.Pattern[str]] = weakref.WeakKeyDictionary()
+
+
+def _entity_pattern(world: World) -> re.Pattern[str]:
+    """A regex matching every document title of ``world`` as a whole phrase, longest first (cached per world)."""
+    if world not in _ENTITY_PATTERNS:
+        titles = sorted({doc.title for doc in world.documents if doc.title}, key=len, reverse=True)
+        _ENTITY_PATTERNS[world] = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, titles)) + r")(?!\w)")
+    return _ENTITY_PATTERNS[world]

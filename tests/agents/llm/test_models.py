@@ -24,6 +24,24 @@ def test_tiny_model_round_trips_through_the_local_loader(tiny_model_dir):
     assert json.loads((tiny_model_dir / "config.json").read_text())["model_type"] == "qwen2"
 
 
+def test_bpe_spells_a_name_it_never_saw_with_known_pieces(tmp_path):
+    texts = ["question : what is the capital of varno ? <search> varno capital </search>", "the capital is parith ."]
+    model, tokenizer = load_model(make_tiny_model(tmp_path / "bpe", texts * 10, tokenizer="bpe", vocab_size=300))
+    ids = tokenizer.encode("<search> Zentrova Labs </search>", add_special_tokens=False)
+    assert tokenizer.unk_token_id not in ids and len(ids) > 4  # spelt from bytes: every string has an encoding
+    assert tokenizer.decode(ids) == "<search> zentrova labs </search>"
+    assert tokenizer.convert_ids_to_tokens(ids)[0] == "<search>" and tokenizer.convert_ids_to_tokens(ids)[-1] == "</search>"
+    seen = tokenizer.encode(" varno", add_special_tokens=False)
+    assert len(seen) == 1  # a word of the texts became one merged token
+    assert model.config.vocab_size == len(tokenizer) <= 300 + len(PROTOCOL_TAGS)
+    check_tokenizer(tokenizer)
+
+
+def test_unknown_tokenizer_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        make_tiny_model(tmp_path, ["x"], tokenizer="sentencepiece")
+
+
 def test_load_model_errors(tmp_path, tiny_model_dir):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model(tmp_path / "nowhere")

@@ -280,3 +280,31 @@ def test_vector_env_and_pickle():
     env = ToolSearchEnv()
     first = env.reset(seed=4)[0]
     assert pickle.loads(pickle.dumps(env)).reset(seed=4)[0] == first
+
+
+def test_train_worlds_draw_training_questions_from_more_worlds_and_keep_dev_and_hot():
+    env = ToolSearchEnv(train_worlds=3, hops=1, top_k=1, request_infos=("answers", "gold_doc_ids", "oracle_action"))
+    prefixes = set()
+    for seed in range(30):
+        _, info = play(env, lambda obs, info: info["oracle_action"], seed=seed)
+        assert info["em"] == 1.0  # every question is answerable by searching its own world's documents
+        prefixes.add(info["question_id"].split("-")[0])
+    assert prefixes == {"q", "w1", "w2"}
+    _, info = env.reset(seed=0, options={"question_id": "w2-q-00010"})
+    assert info["question_id"] == "w2-q-00010" and env._episode_world.name == "fictional(seed=2)"
+    assert (
+        env.lookup_question("w2-q-00010").question
+        == ToolSearchEnv(world=WorldConfig(seed=2)).lookup_question("q-00010").question
+    )
+    for split, prefix in (("dev", "q"), ("hot", "hot")):
+        _, info = env.reset(seed=1, options={"split": split})
+        assert info["question_id"].startswith(f"{prefix}-")
+    with pytest.raises(ValueError, match="unknown question_id"):
+        env.reset(options={"question_id": "w3-q-00010"})  # world 3 is not among the 3 worlds
+
+
+def test_train_worlds_errors():
+    with pytest.raises(ValueError, match="train_worlds must be an integer >= 1"):
+        ToolSearchEnv(train_worlds=0)
+    with pytest.raises(ValueError, match="at most 1000"):
+        ToolSearchEnv(train_worlds=5000)
