@@ -15,14 +15,25 @@ time on a local Ray (:func:`benchmarks.harness.run_each`, the engine of ``palaes
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import load_resumable, machine_info, markdown_table, render_readme_section, run_each, write_results
+from benchmarks.harness import (
+    RESULTS_DIR,
+    changed_settings,
+    load_resumable,
+    machine_info,
+    markdown_table,
+    render_readme_section,
+    run_each,
+    write_results,
+)
 
 NAME = "llm_hot_world"
+SELECTION = ("hops", "tokenizers", "seeds")  # options that only choose runs
 SECTION = "Multi-turn LLM agents: the hot world"
 GOAL = 0.8  # hot EM >= GOAL x dev EM
 HEADER = ["hops", "tokenizer", "vocab", "seeds", "train EM", "dev EM", "hot EM", "hot recall", "hot / dev", f">= {GOAL}",
@@ -137,14 +148,31 @@ def render(payload: dict[str, Any]) -> str:
     )
 
 
+def run_key(run: dict[str, Any]) -> tuple[int, str, int]:
+    """A run's identity: ``(hops, tokenizer, seed)``."""
+    return run["hops"], run["tokenizer"], run["seed"]
+
+
+def merge_runs_saved_meanwhile(payload: dict[str, Any]) -> None:
+    """Add the runs another invocation saved since this one loaded the file (same settings), so both are kept."""
+    path = RESULTS_DIR / f"{NAME}.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if changed_settings(saved.get("args", {}), payload["args"], SELECTION):
+        return
+    have = {run_key(run) for run in payload["runs"]}
+    payload["runs"].extend(run for run in saved["runs"] if run_key(run) not in have)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train the missing runs (saving each), then write the JSON and the README section."""
     args = parse_args(argv)
     if args.render_only:
-        payload = load_resumable(NAME, settings(args), selection=("hops", "tokenizers", "seeds"))
+        payload = load_resumable(NAME, settings(args), selection=SELECTION)
         render_readme_section(SECTION, render(payload))
         return 0
-    payload = {"runs": [], **load_resumable(NAME, settings(args), args.fresh, selection=("hops", "tokenizers", "seeds"))}
+    payload = {"runs": [], **load_resumable(NAME, settings(args), args.fresh, selection=SELECTION)}
     done = {(run["hops"], run["tokenizer"], run["seed"]) for run in payload["runs"]}
     keys = ("sft_steps", "sft_episodes", "rl_steps", "vocab_size", "train_worlds", "eval_questions")
     options = {key: getattr(args, key) for key in keys}
@@ -158,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(run: dict[str, Any]) -> None:
         payload["runs"].append(run)
+        merge_runs_saved_meanwhile(payload)
         payload["machine"] = machine_info(torch_threads=1)
         write_results(NAME, payload)
         render_readme_section(SECTION, render(payload))

@@ -37,8 +37,9 @@ class CandidateActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Turn a ``Text``-space env into one Stable-Baselines3 trains on: pick one of the candidate messages it offers.
 
     Text envs usually say which messages make sense: TextWorld's admissible commands, ToolSearch-v0's searches and
-    answers for the names and numbers its transcript shows (:meth:`~palaestra.envs.text.tool_search.ToolSearchEnv.
-    candidate_actions`). The wrapper reads them from ``info[key]`` after every reset and step and exposes:
+    answers for the names and numbers its transcript shows
+    (:meth:`~palaestra.envs.text.tool_search.ToolSearchEnv.candidate_actions`). The wrapper reads them from
+    ``info[key]`` after every reset and step and exposes:
 
     - **Actions:** ``Discrete(max_candidates)``; action ``i`` sends the ``i``-th candidate. :meth:`action_masks`
       marks the real candidates (the protocol of sb3-contrib's ``MaskablePPO``). An index outside the mask raises
