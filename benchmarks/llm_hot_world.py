@@ -43,10 +43,10 @@ HEADER = ["hops", "tokenizer", "vocab", "seeds", "train EM", "dev EM", "hot EM",
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hops", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--hops", type=int, nargs="+", default=[1])
     parser.add_argument("--tokenizers", nargs="+", default=["bpe", "word"], choices=["bpe", "word"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--sft-steps", type=int, default=1200)
+    parser.add_argument("--sft-steps", type=int, default=3000)
     parser.add_argument("--sft-episodes", type=int, default=4096)
     parser.add_argument("--rl-steps", type=int, default=0, help="GRPO updates after SFT (default 0)")
     parser.add_argument("--vocab-size", type=int, default=1024, help="largest BPE vocabulary")
@@ -124,6 +124,13 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def goal_met(row: dict[str, Any]) -> str:
+    """``yes`` when hot EM >= GOAL x dev EM and dev EM's CI clears 0 (a ratio of two near-zero EMs says nothing)."""
+    if row["dev"][1] <= 0.0:
+        return "no (dev EM's CI reaches 0)"
+    return "yes" if row["ratio"] >= GOAL else "no"
+
+
 def render(payload: dict[str, Any]) -> str:
     """The README section body."""
     args = payload["args"]
@@ -134,7 +141,7 @@ def render(payload: dict[str, Any]) -> str:
     rows = [
         [row["hops"], row["tokenizer"], row["vocabulary"], row["seeds"], cell(row["train"]), cell(row["dev"]),
          cell(row["hot"]), f"{row['hot_recall']:.2f}", f"{row['ratio']:.2f}",
-         "yes" if row["ratio"] >= GOAL else "no", f"{row['minutes']:.1f}"]
+         goal_met(row), f"{row['minutes']:.1f}"]
         for row in summarize(payload["runs"])
     ]  # fmt: skip
     rl = f", then {args['rl_steps']} GRPO updates" if args["rl_steps"] else ""

@@ -204,14 +204,16 @@ print("GiGPO (episode + step):\n", np.round(combined, 2))
 # ## 4. Training a tiny agent: GRPO vs GiGPO
 #
 # `palaestra.agents.llm.trainer` implements the whole loop: a tiny Qwen2-architecture model with a word-level
-# tokenizer fitted to the env's texts, a **supervised warm start** on the oracle's messages (RL from a random
+# tokenizer fitted to the env's texts (the trainer's default is byte-level BPE, which pays off on a world the
+# agent never saw; one world's words learn faster), a **supervised warm start** on the oracle's messages (RL from a random
 # model would never see a reward), then RL updates of `n_prompts` questions $\times$ `group_size` rollouts.
 # We use the README's 1-hop recipe (`hops=1, top_k=1, max_doc_chars=300, max_turns=3`) at a small budget, train
 # the warm start once, and start both methods from the same saved copy.
 
 # %%
 env_kwargs = {"hops": 1, "top_k": 1, "max_doc_chars": 300, "max_turns": 3}
-common = {"group_size": 8, "n_prompts": N_PROMPTS, "learning_rate": 3e-4, "max_new_tokens": 10, "max_length": 384}
+common = {"group_size": 8, "n_prompts": N_PROMPTS, "learning_rate": 3e-4, "max_new_tokens": 10, "max_length": 384,
+          "tiny_model_kwargs": {"tokenizer": "word"}}  # fmt: skip
 warm = GRPO(
     "ToolSearch-v0",
     env_kwargs,
@@ -269,6 +271,9 @@ plt.show()
 #   With EM rewards such a group teaches neither method anything: its step returns are all equal too.
 # * **Hot-world EM** stays near 0: the hot world's names never appear in the warm-start data, so the tiny model
 #   has not learned to write them into a query. This is lesson 7's memorisation-versus-search test in action.
+#   A model that copies instead of recalling needs pieces it can spell unseen names with (`tokenizer="bpe"`) and
+#   training questions about too many names to memorise (`ToolSearch-v0`'s `train_worlds`); the
+#   `benchmarks.llm_hot_world` table shows what that gives.
 #
 # The numbers this lesson prints for the two methods:
 

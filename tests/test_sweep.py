@@ -41,7 +41,7 @@ def no_ray_start(monkeypatch):
         (["--grid", "gamma=0.9", "gamma=0.99"], "--grid names 'gamma' twice"),
         (["--grid", "gamma=0.9,0.99", "--hyperparams", "gamma=0.9"], "gamma is both swept (--grid) and fixed"),
         (["--env", "NoSuchEnv-v0"], "cannot make env 'NoSuchEnv-v0'"),
-        (["--env", "ToolSearch-v0"], "ppo cannot train on ToolSearch-v0"),
+        (["--algo", "sac", "--env", "ToolSearch-v0"], "sac cannot train on ToolSearch-v0"),
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["--cpus-per-trial", "0"], "--cpus-per-trial must be >= 1, got 0"),
         (["--address", "not an address"], "--address must be auto, local, host:port or ray://host:port"),

@@ -21,6 +21,8 @@ def test_summary_gives_means_and_the_hot_to_dev_ratio_per_tokenizer():
     payload = {"args": vars(llm_hot_world.parse_args([])), "runs": runs}
     table = llm_hot_world.render(payload)
     assert "| 1 | bpe | 1000 | 2 |" in table and "| 0.83 | yes |" in table and "| 0.00 | no |" in table
+    near_zero = [run("bpe", 0, 0.0, 0.05), run("bpe", 1, 0.1, 0.1)]  # hot / dev 1.5, but dev EM's CI reaches 0
+    assert "| 1.50 | no (dev EM's CI reaches 0) |" in llm_hot_world.render({**payload, "runs": near_zero})
 
 
 def test_runs_saved_by_another_invocation_are_kept(tmp_path, monkeypatch):
