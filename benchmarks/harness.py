@@ -27,6 +27,7 @@ __all__ = [
     "README",
     "RESULTS_DIR",
     "Timing",
+    "add_runs_saved_meanwhile",
     "changed_settings",
     "compare_means",
     "load_resumable",
@@ -110,6 +111,32 @@ def load_resumable(
             "or pass --fresh to replace them"
         )
     saved["args"] = {**old, **{key: args[key] for key in selection if key in args}}
+    return saved
+
+
+def add_runs_saved_meanwhile(
+    payload: dict[str, Any],
+    path: Path,
+    key: Callable[[dict[str, Any]], Any],
+    selection: Collection[str] = (),
+    keep: Callable[[dict[str, Any]], bool] = lambda run: True,
+) -> dict[str, Any] | None:
+    """Add to ``payload["runs"]`` the runs another invocation saved to ``path`` since ``payload`` was loaded.
+
+    So two invocations of a resumable benchmark (disjoint seeds, say) can fill one results file side by side.
+    Runs are told apart by ``key``; saved runs that ``keep`` refuses stay out. Nothing is added when the file is
+    missing or its settings differ from ``payload["args"]`` outside ``selection``.
+
+    Returns:
+        The saved payload whose runs were merged, or ``None``.
+    """
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if changed_settings(saved.get("args", {}), payload["args"], selection):
+        return None  # runs made with other settings are not mixed in
+    have = {key(run) for run in payload["runs"]}
+    payload["runs"].extend(run for run in saved["runs"] if key(run) not in have and keep(run))
     return saved
 
 

@@ -15,7 +15,6 @@ time on a local Ray (:func:`benchmarks.harness.run_each`, the engine of ``palaes
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from benchmarks.harness import (
     RESULTS_DIR,
-    changed_settings,
+    add_runs_saved_meanwhile,
     load_resumable,
     machine_info,
     markdown_table,
@@ -160,18 +159,6 @@ def run_key(run: dict[str, Any]) -> tuple[int, str, int]:
     return run["hops"], run["tokenizer"], run["seed"]
 
 
-def merge_runs_saved_meanwhile(payload: dict[str, Any]) -> None:
-    """Add the runs another invocation saved since this one loaded the file (same settings), so both are kept."""
-    path = RESULTS_DIR / f"{NAME}.json"
-    if not path.is_file():
-        return
-    saved = json.loads(path.read_text())
-    if changed_settings(saved.get("args", {}), payload["args"], SELECTION):
-        return
-    have = {run_key(run) for run in payload["runs"]}
-    payload["runs"].extend(run for run in saved["runs"] if run_key(run) not in have)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Train the missing runs (saving each), then write the JSON and the README section."""
     args = parse_args(argv)
@@ -193,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(run: dict[str, Any]) -> None:
         payload["runs"].append(run)
-        merge_runs_saved_meanwhile(payload)
+        add_runs_saved_meanwhile(payload, RESULTS_DIR / f"{NAME}.json", run_key, SELECTION)
         payload["machine"] = machine_info(torch_threads=1)
         write_results(NAME, payload)
         render_readme_section(SECTION, render(payload))

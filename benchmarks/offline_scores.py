@@ -35,7 +35,7 @@ import numpy as np
 from benchmarks.harness import (
     README,
     RESULTS_DIR,
-    changed_settings,
+    add_runs_saved_meanwhile,
     load_resumable,
     machine_info,
     markdown_table,
@@ -313,24 +313,19 @@ def train_runs(
     run_each(train_run, runs, save, jobs=args.jobs, address=args.address)
 
 
-def add_runs_saved_meanwhile(payload: dict[str, Any], path: Path, retrained: set[tuple[str, str]] = frozenset()) -> None:
-    """Add to ``payload`` the runs that another invocation saved to ``path`` (same settings) since it was loaded.
+def merge_runs_saved_meanwhile(payload: dict[str, Any], path: Path, retrained: set[tuple[str, str]] = frozenset()) -> None:
+    """Add to ``payload`` the runs (and data scores) another invocation saved to ``path`` with the same settings.
 
     So two invocations with disjoint ``--kinds`` or ``--seeds`` can fill one results file side by side. The stale
     runs of the ``retrained`` rows, which ``--retrain-stale`` dropped, stay out.
     """
-    if not path.is_file():
-        return
-    saved = json.loads(path.read_text())
-    if changed_settings(saved.get("args", {}), payload["args"], RUN_SELECTION):
-        return  # runs made with other settings are not mixed in
-    have = {run_key(run) for run in payload["runs"]}
-    payload["runs"].extend(
-        run for run in saved["runs"] if run_key(run) not in have and not (run_key(run)[:2] in retrained and is_stale(run))
+    saved = add_runs_saved_meanwhile(
+        payload, path, run_key, RUN_SELECTION, keep=lambda run: not (run_key(run)[:2] in retrained and is_stale(run))
     )
-    payload.setdefault("data_scores", {}).update(
-        {env_id: score for env_id, score in saved.get("data_scores", {}).items() if env_id not in payload["data_scores"]}
-    )
+    if saved is not None:
+        payload.setdefault("data_scores", {}).update(
+            {env_id: score for env_id, score in saved.get("data_scores", {}).items() if env_id not in payload["data_scores"]}
+        )
 
 
 def train_missing_runs(
@@ -344,7 +339,7 @@ def train_missing_runs(
 
     def save(run: dict[str, Any]) -> None:
         payload["runs"].append(run)
-        add_runs_saved_meanwhile(payload, results_dir / f"{args.name}.json", retrained)
+        merge_runs_saved_meanwhile(payload, results_dir / f"{args.name}.json", retrained)
         report(args, payload, results_dir, readme)
         write_results(args.name, payload, results_dir)  # after every run: a rerun resumes from here
         last = run["eval_history"][-1]["normalized_score"]

@@ -161,10 +161,9 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
         if spec.family != "llm":
             raise UsageError(f"--model is for the LLM agents ({', '.join(_names_of('llm'))}); {spec.name} takes no model")
         hyperparams["model"] = args.model
-    check_env(spec, args.env, env_kwargs)
+    wrapping = check_env(spec, args.env, env_kwargs)
     check_hyperparameters(spec, hyperparams)
     _set_threads(args.threads)
-    wrapping = candidate_wrapping(spec, args.env, env_kwargs)
     if wrapping is not None:
         print(
             f"{args.env} has text observations and actions: {spec.name} chooses among its candidate messages "
@@ -215,11 +214,16 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
     return model, f"trained {spec.name} on {args.env} for {trained}; checkpoint and logs in {out}"
 
 
-def check_env(spec: AlgorithmSpec, env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Raise :class:`UsageError` unless ``spec`` can train on ``env_id`` (made once to look at it, then closed)."""
+def check_env(spec: AlgorithmSpec, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """Raise :class:`UsageError` unless ``spec`` can train on ``env_id`` (made once to look at it, then closed).
+
+    Returns:
+        How ``palaestra train`` wraps the env for ``spec`` (:func:`candidate_wrapping`), or ``None``.
+    """
     probe = make_env(env_id, env_kwargs)
     try:
         _check_env_fits(spec, probe, env_id)
+        return candidate_wrapping(spec, probe)
     finally:
         probe.close()
 
@@ -228,24 +232,33 @@ def _is_text_env(env: gym.Env) -> bool:
     return isinstance(env.observation_space, gym.spaces.Text) or isinstance(env.action_space, gym.spaces.Text)
 
 
-def candidate_wrapping(spec: AlgorithmSpec, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+def candidate_wrapping(spec: AlgorithmSpec, env: gym.Env) -> dict[str, Any] | None:
     """How ``palaestra train`` wraps a text env for a SB3 algorithm (:class:`~palaestra.wrappers.CandidateActions`).
 
     Returns:
-        ``None`` unless ``spec`` is one of :data:`CANDIDATE_ALGOS` and ``env_id`` has text spaces; else the
+        ``None`` unless ``spec`` is one of :data:`CANDIDATE_ALGOS` and ``env`` has text spaces; else the
         wrapper's keyword arguments: the ``info`` key of the candidates and ``invalid_action`` (``"error"`` for
         ``MaskablePPO``, which never picks a masked index; ``"noop"``, an invalid turn, for PPO and DQN).
     """
-    if spec.name not in CANDIDATE_ALGOS:
+    key = CANDIDATE_INFO_KEYS.get(type(env.unwrapped).__name__)
+    if spec.name not in CANDIDATE_ALGOS or not _is_text_env(env) or key is None:
         return None
-    probe = make_env(env_id, env_kwargs)
-    try:
-        if not _is_text_env(probe):
-            return None
-        key = CANDIDATE_INFO_KEYS[type(probe.unwrapped).__name__]
-    finally:
-        probe.close()
     return {"key": key, "invalid_action": "error" if spec.name == "maskable-ppo" else "noop"}
+
+
+def make_policy_env(
+    spec: AlgorithmSpec, env_id: str, env_kwargs: dict[str, Any], wrapping: dict[str, Any] | None = None
+) -> gym.Env:
+    """``env_id`` as ``spec``'s policy acts in it: as made, or a text env wrapped as ``palaestra train`` wraps it.
+
+    ``wrapping`` (a checkpoint's recorded one) replaces the default wrapper arguments of a text env.
+    """
+    env = make_env(env_id, env_kwargs)
+    found = candidate_wrapping(spec, env)
+    if found is None:
+        return env
+    env.close()  # made again, asking for the candidate list
+    return make_candidate_env(env_id, env_kwargs, wrapping or found)
 
 
 def with_candidate_request(env_kwargs: dict[str, Any], wrapping: dict[str, Any]) -> dict[str, Any]:
@@ -447,10 +460,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
         env_kwargs["perturbation"] = perturbation
     if args.cdsa:
         model = _wrap_in_cdsa(model, args.cdsa, parse_assignments(args.cdsa_kwargs, "--cdsa-kwargs"))
-    wrapping = candidate_wrapping(spec, env_id, env_kwargs)
-    if wrapping is not None:
-        wrapping = metadata.get("candidate_actions", wrapping)  # the wrapper the checkpoint was trained in
-    env = make_env(env_id, env_kwargs) if wrapping is None else make_candidate_env(env_id, env_kwargs, wrapping)
+    env = make_policy_env(spec, env_id, env_kwargs, metadata.get("candidate_actions"))  # as the checkpoint trained
     for what, found in (("observes", env.observation_space), ("acts in", env.action_space)):
         expected = getattr(model, "observation_space" if what == "observes" else "action_space", None)
         if expected is not None and not spaces_match(expected, found):

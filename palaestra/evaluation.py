@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -187,12 +188,12 @@ def _takes_action_masks(policy: Policy) -> bool:
         return False
 
 
-def _masks_of(env: gym.Env) -> dict[str, Any]:
-    """``{"action_masks": env.action_masks()}`` for an env that offers masks (``CandidateActions``), else ``{}``."""
+def _mask_function(env: gym.Env) -> Callable[[], np.ndarray] | None:
+    """The env's ``action_masks`` (``CandidateActions`` offers one), or ``None``."""
     try:
-        return {"action_masks": env.get_wrapper_attr("action_masks")()}
+        return env.get_wrapper_attr("action_masks")  # type: ignore[no-any-return]
     except AttributeError:
-        return {}
+        return None
 
 
 def _run_single_env(policy: Policy, env: gym.Env, n_episodes: int, seed: int, deterministic: bool) -> _Outcomes:
@@ -200,13 +201,13 @@ def _run_single_env(policy: Policy, env: gym.Env, n_episodes: int, seed: int, de
     lengths: list[int] = []
     successes: list[Any] = []
     state = None
-    takes_masks = _takes_action_masks(policy)
+    masks_of = _mask_function(env) if _takes_action_masks(policy) else None
     for episode in range(n_episodes):
         observation, info = env.reset(seed=seed if episode == 0 else None)
         episode_start = np.ones((1,), dtype=bool)
         total, length, done = 0.0, 0, False
         while not done:
-            masks = _masks_of(env) if takes_masks else {}
+            masks = {} if masks_of is None else {"action_masks": masks_of()}
             action, state = policy.predict(
                 observation, state=state, episode_start=episode_start, deterministic=deterministic, **masks
             )

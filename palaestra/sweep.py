@@ -387,11 +387,7 @@ def train_and_evaluate(config: dict[str, Any], log_writers: Sequence[KVWriter] =
     started = time.perf_counter()
     model, _ = cli.train_model(cli.build_parser().parse_args(argv), log_writers=list(log_writers))
     train_seconds = time.perf_counter() - started
-    wrapping = cli.candidate_wrapping(cli.get_algorithm(config["algo"]), config["env"], config["env_kwargs"])
-    if wrapping is None:
-        env = cli.make_env(config["env"], config["env_kwargs"])
-    else:  # a text env, wrapped for SB3 as palaestra train wrapped it
-        env = cli.make_candidate_env(config["env"], config["env_kwargs"], wrapping)
+    env = cli.make_policy_env(cli.get_algorithm(config["algo"]), config["env"], config["env_kwargs"])
     result = evaluate(model, env, n_episodes=config["eval_episodes"], seed=0, deterministic=True)
     metrics = {"mean_return": result.mean, "ci_low": result.ci_low, "ci_high": result.ci_high}
     metrics |= cli.normalized_scores(env, result)

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from benchmarks import llm_hot_world
+from benchmarks.harness import add_runs_saved_meanwhile
 
 
 def run(tokenizer, seed, dev, hot):
@@ -25,12 +26,11 @@ def test_summary_gives_means_and_the_hot_to_dev_ratio_per_tokenizer():
     assert "| 1.50 | no (dev EM's CI reaches 0) |" in llm_hot_world.render({**payload, "runs": near_zero})
 
 
-def test_runs_saved_by_another_invocation_are_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(llm_hot_world, "RESULTS_DIR", tmp_path)
+def test_runs_saved_by_another_invocation_are_kept(tmp_path):
     args = llm_hot_world.settings(llm_hot_world.parse_args(["--seeds", "0"]))
     (tmp_path / "llm_hot_world.json").write_text(
         json.dumps({"args": {**args, "seeds": [1]}, "runs": [run("bpe", 1, 0.2, 0.2)]})
     )
     payload = {"args": args, "runs": [run("bpe", 0, 0.4, 0.3)]}
-    llm_hot_world.merge_runs_saved_meanwhile(payload)
+    add_runs_saved_meanwhile(payload, tmp_path / "llm_hot_world.json", llm_hot_world.run_key, llm_hot_world.SELECTION)
     assert sorted(r["seed"] for r in payload["runs"]) == [0, 1]

@@ -12,7 +12,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import palaestra
 from palaestra.agents import get_algorithm
-from palaestra.cli import candidate_wrapping, make_candidate_env
+from palaestra.cli import make_policy_env
 
 ENV_IDS = sorted(palaestra.list_envs())
 SB3_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary, gym.spaces.Dict)
@@ -45,11 +45,7 @@ def test_gymnasium_env_checker(env_id):
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_sb3_env_checker(env_id):
     """Every id passes SB3's checker; a text id as ``palaestra train --algo ppo`` wraps it (CandidateActions)."""
-    env = gym.make(env_id)
-    wrapping = candidate_wrapping(get_algorithm("ppo"), env_id, {})
-    if wrapping is not None:
-        env.close()
-        env = make_candidate_env(env_id, {}, wrapping)
+    env = make_policy_env(get_algorithm("ppo"), env_id, {})
     reason = _sb3_unsupported_reason(env)
     if reason is not None:
         pytest.skip(reason)

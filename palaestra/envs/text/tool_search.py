@@ -198,7 +198,7 @@ class ToolSearchEnv(gym.Env[str, str]):
             raise ValueError("corpus and questions must be given together (a corpus JSONL and a QA JSONL)")
         if corpus is not None and world is not None:
             raise ValueError("pass either world (a generated world) or corpus/questions (your own data), not both")
-        if not isinstance(train_worlds, bool) and isinstance(train_worlds, int) and train_worlds > 1000:
+        if train_worlds > 1000:  # an integer >= 1, checked above
             raise ValueError(f"train_worlds must be at most 1000 (the hot world's seed lies beyond), got {train_worlds}")
         if corpus is not None and train_worlds != 1:
             raise ValueError("train_worlds draws training questions from several generated worlds; a user corpus has one")
