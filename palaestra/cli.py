@@ -12,6 +12,7 @@ import ast
 import importlib
 import json
 import re
+import shlex
 import shutil
 import sys
 import zipfile
@@ -24,6 +25,7 @@ import numpy as np
 
 import palaestra
 from palaestra.agents import ALGORITHMS, AlgorithmSpec, get_algorithm
+from palaestra.envs.offline.specs import KINDS
 from palaestra.evaluation import EvaluationResult, evaluate
 from palaestra.wrappers.candidate_actions import CANDIDATE_INFO_KEYS
 
@@ -529,17 +531,24 @@ def list_environments(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
-    """Generate the offline datasets of the given ids (``hopper-medium-v0``, ...) into the Minari root."""
+    """Generate offline datasets into the Minari root: built-in offline ids, or any env with ``--kind``."""
     from palaestra.envs.offline import generate_dataset, minari_root, parse_offline_env_id
 
     if args.size is not None and args.size < 1:
         raise UsageError(f"--size must be >= 1, got {args.size}")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.kind is not None:
+        return collect_for_any_env(args)
+    given = [flag for flag in ("policy", "namespace", "train_steps", "train_hyperparams") if getattr(args, flag) is not None]
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')} is for datasets of any env: pass --env ENV_ID --kind KIND")
     try:
         targets = [parse_offline_env_id(env_id) for env_id in args.env]
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(
+            f"{error}; for any other Gymnasium env, pass --kind (e.g. --env {args.env[0]} --kind medium)"
+        ) from None
     written: list[str] = []
     for env_id, (task, kind) in zip(args.env, targets, strict=True):
         try:
@@ -557,6 +566,70 @@ def collect(args: argparse.Namespace) -> int:
             f"to {minari_root()}"
         )
     return 0
+
+
+def collect_for_any_env(args: argparse.Namespace) -> int:
+    """``palaestra collect --env ENV_ID --kind KIND``: a D4RL-style dataset of any Gymnasium env (trains its policies)."""
+    from palaestra.envs.offline import minari_root
+    from palaestra.envs.offline.behaviour_training import TrainingSettings
+    from palaestra.envs.offline.collection import DEFAULT_NAMESPACE, BehaviourStore, collect_dataset
+
+    if len(args.env) != 1:
+        raise UsageError(f"--kind collects one env at a time; got {len(args.env)} ids: {' '.join(args.env)}")
+    env_id = args.env[0]
+    if _is_offline_id(env_id):
+        raise UsageError(f"{env_id} is a built-in offline id, whose kind is in its name; drop --kind")
+    for flag in ("train_steps", "reference_episodes", "eval_every", "eval_episodes"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    try:
+        settings = TrainingSettings(
+            steps=args.train_steps if args.train_steps is not None else 100_000,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            hyperparams=parse_assignments(args.train_hyperparams, "--train-hyperparams"),
+        )
+    except ValueError as error:
+        raise UsageError(f"--{error}".replace("--steps", "--train-steps")) from None
+    policy = _behaviour_policy(args) if args.policy is not None else None
+    namespace = args.namespace or DEFAULT_NAMESPACE
+    _set_threads(1)
+    command = getattr(args, "command_line", "")
+    try:
+        dataset = collect_dataset(
+            env_id, args.kind, namespace, args.size, args.seed, policy, settings, args.reference_episodes,
+            args.overwrite, not args.no_progress_bar, command, on_training=lambda line: print(line, flush=True),
+        )  # fmt: skip
+    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError, OSError) as error:
+        raise UsageError(_one_line(error)) from None
+    except KeyboardInterrupt:
+        folder = BehaviourStore(env_id, namespace).folder
+        raise Interrupted(
+            f"interrupted; no dataset was written. Behaviour training is kept in {folder} and resumes from its last "
+            "evaluation when you run the same command again"
+        ) from None
+    metadata = dataset.storage.metadata
+    print(
+        f"wrote {dataset.spec.dataset_id} ({dataset.total_steps} steps, {dataset.total_episodes} episodes) to "
+        f"{minari_root()}; reference returns: random {metadata['ref_min_score']:.1f}, expert {metadata['ref_max_score']:.1f}. "
+        f"Use it as gym.make('Offline-v0', env_id='{env_id}', kind='{args.kind}'"
+        + (f", namespace='{namespace}'" if namespace != DEFAULT_NAMESPACE else "")
+        + (f", dataset_size={args.size}" if args.size is not None else "")
+        + (f", dataset_seed={args.seed}" if args.seed else "")
+        + ")"
+    )
+    return 0
+
+
+def _behaviour_policy(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The ``--policy`` checkpoint (a ``palaestra train`` directory or an SB3 ``.zip``) and the file it loads from."""
+    if args.kind not in ("expert", "medium"):
+        raise UsageError(f"--policy gives the behaviour policy of an expert or medium dataset, not of {args.kind!r}")
+    path = Path(args.policy).resolve()
+    model, _ = load_checkpoint(str(path), args.algo)
+    if not hasattr(model, "predict"):
+        raise UsageError(f"{args.policy!r} holds a model that does not act (no predict); pass a policy checkpoint")
+    return model, path / MODEL_STEM if path.is_dir() else path
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -735,11 +808,31 @@ def build_parser() -> argparse.ArgumentParser:
     sweeping.add_argument("--verbose", action="store_true", help="show Ray's logs and Tune's status tables")
     sweeping.set_defaults(handler=run_sweep)
 
-    collecting = commands.add_parser("collect", help="generate offline datasets (Minari) for offline env ids")
-    collecting.add_argument(
-        "--env", nargs="+", required=True, help="offline env ids, e.g. hopper-medium-v0 pendulum-expert-v0"
+    collecting = commands.add_parser(
+        "collect", help="generate offline datasets (Minari): built-in offline ids, or any env with --kind"
     )
-    collecting.add_argument("--size", type=int, help="transitions per dataset (default: the id's standard size)")
+    collecting.add_argument(
+        "--env",
+        nargs="+",
+        required=True,
+        help="offline env ids (hopper-medium-v0 pendulum-expert-v0), or with --kind one Gymnasium id",
+    )
+    collecting.add_argument("--kind", choices=KINDS, help="D4RL kind of a dataset for any Gymnasium env")
+    collecting.add_argument(
+        "--policy", help="with --kind expert|medium: the behaviour policy (palaestra train directory or SB3 .zip)"
+    )
+    collecting.add_argument("--algo", help="the algorithm that saved a --policy .zip (e.g. sac, ppo, td3bc)")
+    collecting.add_argument("--namespace", help="Minari namespace of the dataset (default local)")
+    collecting.add_argument("--train-steps", type=int, help="env steps of each behaviour-policy run (default 100000)")
+    collecting.add_argument("--eval-every", type=int, default=5000, help="steps between evaluations (default 5000)")
+    collecting.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation (default 5)")
+    collecting.add_argument(
+        "--reference-episodes", type=int, default=100, help="episodes of the random and expert references (default 100)"
+    )
+    collecting.add_argument(
+        "--train-hyperparams", nargs="*", metavar="KEY=VALUE", help="hyperparameters of the SAC/DQN behaviour runs"
+    )
+    collecting.add_argument("--size", type=int, help="transitions per dataset (default: the id's standard size; 100000)")
     collecting.add_argument("--seed", type=int, default=0, help="generation seed (default 0: the canonical dataset)")
     collecting.add_argument("--overwrite", action="store_true", help="replace a dataset that already exists")
     collecting.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
@@ -777,6 +870,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``palaestra`` command line and return its exit status."""
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["palaestra", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.handler(args)
     except UsageError as error:

@@ -49,6 +49,8 @@ import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
+from palaestra.envs.offline.behaviour_training import evaluate_return
+
 
 def command_line() -> str:
     """This run's command, with the script named relative to the repository (as a user would type it)."""
@@ -70,24 +72,6 @@ def export_actor(model: SAC) -> dict[str, np.ndarray]:
     arrays["action_low"] = np.asarray(model.action_space.low, dtype=np.float32)
     arrays["action_high"] = np.asarray(model.action_space.high, dtype=np.float32)
     return arrays
-
-
-def evaluate_return(model: SAC | None, env_id: str, episodes: int, seed: int) -> float:
-    """Mean undiscounted return of the deterministic actor (uniform random actions when ``model`` is None)."""
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    returns = []
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        total, done = 0.0, False
-        while not done:
-            action = env.action_space.sample() if model is None else model.predict(obs, deterministic=True)[0]
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns))
 
 
 class SnapshotCallback(BaseCallback):

@@ -52,6 +52,14 @@ for _task, _base in _OFFLINE_TASKS.items():
             disable_env_checker=True,
         )
 del _task, _base, _kind
+register_env(
+    "Offline-v0",
+    "palaestra.envs.offline.env:make_collected_env",
+    "any Gymnasium env with D4RL's get_dataset() over the dataset `palaestra collect --env ID --kind KIND` made "
+    "(kwargs env_id, kind)",
+    order_enforce=False,
+    disable_env_checker=True,
+)
 
 # --- Online-agent testbeds: linear robust MDPs, option pricing, tabular gridworlds ---------------
 register_env(

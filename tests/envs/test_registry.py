@@ -15,6 +15,8 @@ from palaestra.agents import get_algorithm
 from palaestra.cli import make_policy_env
 
 ENV_IDS = sorted(palaestra.list_envs())
+# ids whose env is chosen by keyword arguments, made with an example of them
+EXAMPLE_KWARGS = {"Offline-v0": {"env_id": "Pendulum-v1", "kind": "medium"}}
 SB3_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary, gym.spaces.Dict)
 
 
@@ -37,7 +39,7 @@ def test_every_id_has_a_description():
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_gymnasium_env_checker(env_id):
-    env = gym.make(env_id)
+    env = gym.make(env_id, **EXAMPLE_KWARGS.get(env_id, {}))
     gym_check_env(env.unwrapped, skip_render_check=True)
     env.close()
 
@@ -45,7 +47,7 @@ def test_gymnasium_env_checker(env_id):
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_sb3_env_checker(env_id):
     """Every id passes SB3's checker; a text id as ``palaestra train --algo ppo`` wraps it (CandidateActions)."""
-    env = make_policy_env(get_algorithm("ppo"), env_id, {})
+    env = make_policy_env(get_algorithm("ppo"), env_id, EXAMPLE_KWARGS.get(env_id, {}))
     reason = _sb3_unsupported_reason(env)
     if reason is not None:
         pytest.skip(reason)
@@ -54,7 +56,8 @@ def test_sb3_env_checker(env_id):
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_module_prefixed_id_and_seeded_determinism(env_id):
-    first, second = gym.make(f"palaestra:{env_id}"), gym.make(env_id)
+    kwargs = EXAMPLE_KWARGS.get(env_id, {})
+    first, second = gym.make(f"palaestra:{env_id}", **kwargs), gym.make(env_id, **kwargs)
     first.action_space.seed(0)
     observation_a, _ = first.reset(seed=123)
     observation_b, _ = second.reset(seed=123)
@@ -69,7 +72,7 @@ def test_module_prefixed_id_and_seeded_determinism(env_id):
 
 @pytest.mark.parametrize("env_id", [env_id for env_id in ENV_IDS if _is_control(env_id)])
 def test_sb3_ppo_trains_on_every_control_env(env_id):
-    env = gym.make(env_id)
+    env = gym.make(env_id, **EXAMPLE_KWARGS.get(env_id, {}))
     if _sb3_unsupported_reason(env) is not None:
         pytest.skip(_sb3_unsupported_reason(env))
     model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0).learn(2048)

@@ -71,10 +71,11 @@ def dataset_arrays(dataset: Any) -> dict[str, np.ndarray]:
     """Flatten a Minari dataset into D4RL's ``get_dataset()`` dictionary.
 
     Args:
-        dataset: A :class:`minari.MinariDataset` with Box observations and actions.
+        dataset: A :class:`minari.MinariDataset` with flat Box observations and flat Box or Discrete actions.
 
     Returns:
-        ``observations`` (N, obs_dim) float32, ``actions`` (N, act_dim) float32, ``rewards`` (N,) float32,
+        ``observations`` (N, obs_dim) float32, ``actions`` (N, act_dim) float32 (Discrete: (N,) int64, the action
+        indices), ``rewards`` (N,) float32,
         ``terminals`` (N,) bool (true MDP terminations), ``timeouts`` (N,) bool (time-limit or size cuts) and
         ``next_observations`` (N, obs_dim) float32, episodes concatenated in order. A dataset imported by
         :func:`from_d4rl_hdf5` from a file without next states also gets ``has_next_observation`` (N,) bool,
@@ -82,17 +83,20 @@ def dataset_arrays(dataset: Any) -> dict[str, np.ndarray]:
         dynamics model (Q-learning ignores it: the row is terminal).
 
     Raises:
-        TypeError: If the dataset's spaces are not flat Boxes.
+        TypeError: If the observations are not a flat Box, or the actions neither a flat Box nor Discrete.
     """
-    for name, space in (("observation", dataset.observation_space), ("action", dataset.action_space)):
-        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-            raise TypeError(f"D4RL arrays need flat Box {name} spaces; this dataset has {space}")
+    observation_space, action_space = dataset.observation_space, dataset.action_space
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise TypeError(f"D4RL arrays need a flat Box observation space; this dataset has {observation_space}")
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    if not discrete and (not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1):
+        raise TypeError(f"D4RL arrays need a flat Box or Discrete action space; this dataset has {action_space}")
     episodes = _read_episodes(dataset)
     n = sum(len(e["rewards"]) for e in episodes)
-    obs_dim, act_dim = dataset.observation_space.shape[0], dataset.action_space.shape[0]
-    out = {
+    obs_dim = observation_space.shape[0]
+    out: dict[str, np.ndarray] = {
         "observations": np.empty((n, obs_dim), dtype=np.float32),
-        "actions": np.empty((n, act_dim), dtype=np.float32),
+        "actions": np.empty(n, dtype=np.int64) if discrete else np.empty((n, action_space.shape[0]), dtype=np.float32),
         "rewards": np.empty(n, dtype=np.float32),
         "terminals": np.empty(n, dtype=bool),
         "timeouts": np.empty(n, dtype=bool),
@@ -240,7 +244,7 @@ def qlearning_dataset(
                 raise ValueError(f"max_episode_steps must be >= 1, got {limit}")
             keep = ~_time_limit_rows(terminals, limit, d4rl_compatible) | terminate_on_end
         keep[-1] = False
-    out = {
+    out: dict[str, np.ndarray] = {
         "observations": observations[keep],
         "actions": np.asarray(data["actions"], dtype=np.float32)[keep],
         "next_observations": next_observations[keep],

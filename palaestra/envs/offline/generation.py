@@ -51,6 +51,8 @@ __all__ = [
     "environment_requirements",
     "generate_dataset",
     "minari_root",
+    "recorded_episodes",
+    "refuse_existing",
     "replay_buffer_episodes",
     "rollout_episodes",
     "write_minari_dataset",
@@ -180,17 +182,32 @@ def replay_buffer_episodes(task: str, n_transitions: int | None = None, first_ep
         FileNotFoundError: If no replay buffer is shipped for ``task``.
         ValueError: If ``n_transitions`` exceeds the recorded buffer.
     """
-    from minari.data_collector import EpisodeBuffer
-
     path = policy_path(task, "medium_replay")
     if not path.is_file():
         raise FileNotFoundError(f"no medium-replay buffer is shipped for {task!r} (looked for {path})")
     with np.load(path) as data:
         arrays = {key: data[key] for key in data.files}
+    return recorded_episodes(arrays, n_transitions, first_episode_id, f"medium-replay of {task!r}")
+
+
+def recorded_episodes(
+    arrays: dict[str, np.ndarray], n_transitions: int | None, first_episode_id: int = 0, what: str = "the buffer"
+) -> list[Any]:
+    """Episodes in Minari's layout (``observations`` with T+1 rows per episode, ``episode_lengths``) as buffers.
+
+    Keeps the first ``n_transitions`` steps (``None``: all); a cut last episode is flagged truncated.
+
+    Raises:
+        ValueError: If ``n_transitions`` exceeds the recorded steps.
+    """
+    from minari.data_collector import EpisodeBuffer
+
     total = int(arrays["episode_lengths"].sum())
     wanted = total if n_transitions is None else n_transitions
     if not 1 <= wanted <= total:
-        raise ValueError(f"medium-replay of {task!r} holds {total} transitions; cannot take {n_transitions}")
+        raise ValueError(
+            f"{what} holds {total} transitions; cannot take {n_transitions} (leave the size out to take them all)"
+        )
     buffers: list[Any] = []
     step = 0
     for length in arrays["episode_lengths"]:
@@ -272,7 +289,7 @@ def write_minari_dataset(
     root = minari_root()
     _ensure_writable(root)
     final = root / dataset_id
-    _refuse_existing(dataset_id, overwrite)
+    refuse_existing(dataset_id, overwrite)
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=root))
     try:
         with _minari_root_set_to(staging), _quiet_minari_warnings():
@@ -304,7 +321,7 @@ def write_minari_dataset(
     return minari.load_dataset(dataset_id, download=False)
 
 
-def _refuse_existing(dataset_id: str, overwrite: bool) -> None:
+def refuse_existing(dataset_id: str, overwrite: bool) -> None:
     """Raise :class:`FileExistsError` if ``dataset_id`` is in the Minari root and ``overwrite`` is false."""
     if not overwrite and (minari_root() / dataset_id).exists():
         raise FileExistsError(
@@ -363,7 +380,7 @@ def generate_dataset(
     spec = specs.get_task(task)
     identifier = specs.dataset_id(task, kind, size, seed)
     n = specs.default_size(spec, kind) if size is None else size
-    _refuse_existing(identifier, overwrite)  # before minutes of generation, not after
+    refuse_existing(identifier, overwrite)  # before minutes of generation, not after
     label = f"{task}-{kind}"
     if kind == "random":
         random_policy = UniformRandomPolicy(gym.make(spec.env_id).action_space)  # type: ignore[arg-type]
