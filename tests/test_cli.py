@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from sb3_contrib import MaskablePPO
 
 from palaestra.cli import UsageError, main, parse_assignments
 
@@ -173,8 +174,10 @@ def test_sb3_trains_on_a_text_env_through_its_candidate_actions(tmp_path, capsys
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
         "ToolSearch-v0 has text observations and actions: maskable-ppo chooses among its candidate messages "
-        "(palaestra.wrappers.CandidateActions over info['candidates'])"
+        "(palaestra.wrappers.CandidateActions over info['candidates'], each scored by one shared network "
+        "(palaestra.agents.candidate_policy))"
     )
+    assert type(MaskablePPO.load(out / "model.zip").policy).__name__ == "MaskableCandidateScorerPolicy"
     assert json.loads((out / "palaestra.json").read_text())["candidate_actions"] == {
         "key": "candidates",
         "invalid_action": "error",  # MaskablePPO never picks a masked index

@@ -11,7 +11,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["CANDIDATE_INFO_KEYS", "CandidateActions", "hashed_bag_of_words"]
+__all__ = ["CANDIDATE_INFO_KEYS", "CandidateActions", "candidate_layout", "hashed_bag_of_words", "word_shapes"]
 
 #: The ``info`` key each palaestra text env lists its candidate messages under, and the request that turns it on.
 CANDIDATE_INFO_KEYS = {"ToolSearchEnv": "candidates", "TextWorldEnv": "admissible_commands"}
@@ -33,6 +33,23 @@ def hashed_bag_of_words(text: str, size: int) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
+def candidate_layout(observation_size: int, max_candidates: int) -> int:
+    """The ``features`` of a :class:`CandidateActions` observation of ``observation_size`` with ``max_candidates`` slots.
+
+    The observation is ``features + 1`` transcript values, then ``max_candidates`` slots of ``2 * features + 4``.
+
+    Raises:
+        ValueError: If no ``features`` gives that size.
+    """
+    features, remainder = divmod(observation_size - 1 - 4 * max_candidates, 1 + 2 * max_candidates)
+    if features < 1 or remainder:
+        raise ValueError(
+            f"an observation of {observation_size} values is not CandidateActions' layout for {max_candidates} "
+            "candidates (features + 1 transcript values, then 2 * features + 4 per candidate)"
+        )
+    return features
+
+
 class CandidateActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Turn a ``Text``-space env into one Stable-Baselines3 trains on: pick one of the candidate messages it offers.
 
@@ -49,14 +66,16 @@ class CandidateActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
       * the transcript (every observation so far) as a hashed bag of words and bigrams (:func:`hashed_bag_of_words`,
         ``features`` buckets) and the fraction of ``max_turns`` spent;
-      * per candidate slot: the candidate's own hashed words, the hashed words around its first occurrence in the
-        latest observation (five either side: "born in the year 1923"), and four scores: the cosine between that
+      * per candidate slot: the candidate's own hashed words with their shapes (:func:`word_shapes`: a number or a
+        name), the hashed words around its first occurrence in the latest observation (five either side: "born
+        in the year 1923"), and four scores: the cosine between that
         context and the first observation (the question or the room), the share of its words found in the first
         observation, whether it occurs in the latest observation, and whether it was sent before. Empty slots are
         zeros.
 
       Names are hashed, so an unseen name lands in some bucket; what transfers to a world never seen is the
-      context and the overlap scores, which do not depend on the names.
+      shapes, the context and the overlap scores, which do not depend on the names.
+      :mod:`palaestra.agents.candidate_policy` scores every slot with one shared network.
 
     More than ``max_candidates`` candidates: the first ``max_candidates`` are kept and a warning names the number
     once (``on_overflow="error"`` raises instead).
@@ -196,16 +215,30 @@ class CandidateActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         slots = np.zeros((self.max_candidates, self.slot_size), dtype=np.float32)
         first_words, first_bag = set(_WORD.findall(first)), hashed_bag_of_words(first, self.features)
         for i, candidate in enumerate(self.candidates):
-            content = _strip_tags(candidate).lower()
+            original = _strip_tags(candidate)
+            content = original.lower()
             words = _WORD.findall(content)
             context = hashed_bag_of_words(_context(latest, content), self.features)
-            slots[i, : self.features] = hashed_bag_of_words(candidate, self.features)
+            slots[i, : self.features] = hashed_bag_of_words(f"{candidate} {word_shapes(original)}", self.features)
             slots[i, self.features : 2 * self.features] = context
             slots[i, -4] = max(0.0, float(context @ first_bag))
             slots[i, -3] = sum(word in first_words for word in words) / len(words) if words else 0.0
             slots[i, -2] = float(bool(content) and content in latest)
             slots[i, -1] = float(candidate in self._sent)
         return np.concatenate([*head, slots.ravel()])
+
+
+def word_shapes(text: str) -> str:
+    """Each word's shape as a token: digits ``d``, capitals ``u``, small letters ``l``, runs collapsed.
+
+    ``"Port Elsby 1923"`` -> ``"shape_ul shape_ul shape_d"``: whether a candidate is a number or a name, which the
+    hashed words of a name never seen before cannot say.
+    """
+    shapes = []
+    for word in re.findall(r"\w+", text):
+        shape = re.sub(r"[0-9]+", "d", re.sub(r"[A-Z]+", "u", re.sub(r"[a-z]+", "l", word)))
+        shapes.append(f"shape_{shape}")
+    return " ".join(shapes)
 
 
 def _strip_tags(message: str) -> str:

@@ -46,7 +46,8 @@ def test_the_encoding_holds_the_bags_of_words_and_the_overlap_scores():
     np.testing.assert_allclose(observation[:16], hashed_bag_of_words(text, 16))
     assert observation[16] == 0.0  # no turn spent yet
     slots = observation[17:].reshape(4, 2 * 16 + 4)
-    np.testing.assert_allclose(slots[1, :16], hashed_bag_of_words("the blue sky", 16))
+    # the candidate's own words and their shapes (small letters only: "shape_l")
+    np.testing.assert_allclose(slots[1, :16], hashed_bag_of_words("the blue sky shape_l shape_l shape_l", 16))
     # "the blue sky" occurs in the observation: its context is the words around it (five before, five after)
     np.testing.assert_allclose(slots[1, 16:32], hashed_bag_of_words("look at today what colour is the", 16))
     # its context against the first observation; all its words are there, it occurs in the latest one, not sent yet

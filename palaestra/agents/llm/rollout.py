@@ -13,7 +13,7 @@ first token after which the decoded tail contains a tag.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from gymnasium import spaces
 from palaestra.agents.llm.models import STOP_TAGS
 
 __all__ = [
+    "ChatTurns",
     "Episode",
     "PromptTooLongError",
     "StopChecker",
@@ -33,6 +34,8 @@ __all__ = [
     "check_text_env",
     "collect_episodes",
     "encode_text",
+    "prompt_ids",
+    "reply_ids",
     "sample_actions",
     "sequence_logprobs",
 ]
@@ -140,17 +143,32 @@ class StopChecker:
         return any(tag in text for tag in self.tags)
 
 
+def _forward_parameters(model: Any) -> Mapping[str, Any]:
+    """The names ``model.forward`` takes (none for a forward without an inspectable signature)."""
+    try:
+        return inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
 def _cache_name(model: Any) -> str:
     """The name of the KV cache in ``model``'s forward arguments and outputs.
 
     ``cache`` in transformers versions that take it (they deprecate ``past_key_values`` with a FutureWarning),
     ``past_key_values`` in older ones.
     """
-    try:
-        parameters = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):  # a forward without an inspectable signature
-        return "past_key_values"
-    return "cache" if "cache" in parameters else "past_key_values"
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
+
+
+def _last_logits_only(model: Any) -> dict[str, int]:
+    """The forward argument that computes the logits of the last position only, if ``model`` takes one.
+
+    Sampling needs only the last position's logits; without it, the prompt's forward pass also projects every
+    prompt position onto the vocabulary (for a 49k-token vocabulary, a fifth of a 135M model's weights).
+    ``logits_to_keep`` in transformers >= 4.50, ``num_logits_to_keep`` in 4.45 to 4.49.
+    """
+    parameters = _forward_parameters(model)
+    return next(({name: 1} for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), {})
 
 
 @th.no_grad()
@@ -186,8 +204,8 @@ def sample_actions(
         attention[row, width - len(context) :] = 1
     input_ids, attention = input_ids.to(device), attention.to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    cache_name = _cache_name(model)
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+    cache_name, last_only = _cache_name(model), _last_logits_only(model)
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **last_only)
     cache, logits = getattr(out, cache_name), out.logits[:, -1, :]
     next_position = positions[:, -1:] + 1
     sampled: list[list[int]] = [[] for _ in range(batch)]
@@ -211,6 +229,7 @@ def sample_actions(
             position_ids=next_position,
             use_cache=True,
             **{cache_name: cache},
+            **last_only,
         )
         cache, logits = getattr(out, cache_name), out.logits[:, -1, :]
         next_position = next_position + 1
@@ -271,10 +290,71 @@ def check_prompt_fits(n_prompt: int, max_new_tokens: int, max_length: int) -> No
         )
 
 
-def prompt_ids(tokenizer: Any, observation: str) -> list[int]:
-    """The first observation's ids, preceded by the bos token when the tokenizer has one."""
+@dataclass(frozen=True)
+class ChatTurns:
+    """An instruct model's chat template around the env's messages.
+
+    The first observation (the task) is the first user message; each later observation is the next user
+    message; the model's actions are the assistant's turns. The template's own text around the messages is env
+    text (loss mask 0): the model is trained on its actions alone, as without a template.
+
+    Attributes:
+        prompt_prefix: Before the first user message (the template's default system message, if it has one).
+        assistant_prefix: After a user message: its end and the start of the assistant's turn.
+        user_prefix: After an action: the end of the assistant's turn and the start of the next user message.
+        end_of_turn: The eos token's text when ``user_prefix`` opens with it (ChatML's ``<|im_end|>``), else ``""``:
+            an action that ended with eos closed the turn itself, and the next user message leaves it out.
+    """
+
+    prompt_prefix: str
+    assistant_prefix: str
+    user_prefix: str
+    end_of_turn: str = ""
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> ChatTurns:
+        """Read the three pieces off the tokenizer's template, rendered around placeholder messages.
+
+        Raises:
+            ValueError: If the tokenizer has no chat template, or one that does not render messages in order.
+        """
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the tokenizer has no chat template; use chat_format=False")
+        first, action, second = "PALAESTRA_FIRST_MESSAGE", "PALAESTRA_ACTION", "PALAESTRA_SECOND_MESSAGE"
+        messages = [{"role": "user", "content": first}, {"role": "assistant", "content": action},
+                    {"role": "user", "content": second}]  # fmt: skip
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if not (0 <= text.find(first) < text.find(action) < text.find(second)):
+            raise ValueError("the tokenizer's chat template does not render the user and assistant messages in order")
+        prompt_prefix, rest = text.split(first, 1)
+        assistant_prefix, rest = rest.split(action, 1)
+        user_prefix, final_assistant_prefix = rest.split(second, 1)
+        if assistant_prefix != final_assistant_prefix:
+            raise ValueError("the tokenizer's chat template opens the assistant's turns in two different ways")
+        eos = tokenizer.eos_token or ""
+        return cls(prompt_prefix, assistant_prefix, user_prefix, eos if eos and user_prefix.startswith(eos) else "")
+
+
+def prompt_ids(tokenizer: Any, observation: str, chat: ChatTurns | None = None) -> list[int]:
+    """The first observation's ids: preceded by the bos token when the tokenizer has one, or as a chat's first turn."""
+    if chat is not None:  # the template writes its own start tokens
+        return encode_text(tokenizer, chat.prompt_prefix + observation + chat.assistant_prefix)
     bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
     return bos + encode_text(tokenizer, observation)
+
+
+def reply_ids(tokenizer: Any, observation: str, chat: ChatTurns | None = None, history: Sequence[int] = ()) -> list[int]:
+    """A later observation's ids: the text itself, or in a chat the next user turn and the assistant's opening.
+
+    ``history`` is the episode's ids so far: when they end with eos, the model closed its turn, and the template's
+    end-of-turn text is not written twice.
+    """
+    if chat is None:
+        return encode_text(tokenizer, observation)
+    prefix = chat.user_prefix
+    if chat.end_of_turn and len(history) and history[-1] == tokenizer.eos_token_id:
+        prefix = prefix[len(chat.end_of_turn) :]
+    return encode_text(tokenizer, prefix + observation + chat.assistant_prefix)
 
 
 def collect_episodes(
@@ -287,6 +367,7 @@ def collect_episodes(
     temperature: float = 1.0,
     generator: th.Generator | None = None,
     reset_options: dict[str, Any] | None = None,
+    chat: ChatTurns | None = None,
 ) -> list[Episode]:
     """Run one episode in each env, turn-synchronously: every turn, all unfinished episodes sample in one batch.
 
@@ -303,6 +384,7 @@ def collect_episodes(
         temperature: Sampling temperature (0: greedy).
         generator: Seeded torch generator.
         reset_options: Passed to every ``reset``.
+        chat: The chat template's turns for an instruct model (:class:`ChatTurns`), or None for plain text.
 
     Returns:
         The episodes, in env order.
@@ -318,7 +400,7 @@ def collect_episodes(
     for env, seed in zip(envs, seeds, strict=True):
         check_text_env(env)
         observation, info = env.reset(seed=seed, options=reset_options)
-        ids = prompt_ids(tokenizer, observation)
+        ids = prompt_ids(tokenizer, observation, chat)
         check_prompt_fits(len(ids), max_new_tokens, max_length)  # else a 0-turn episode
         episodes.append(Episode(ids=ids, turn_index=[-1] * len(ids), observations=[observation], infos=[info]))
     while True:
@@ -343,7 +425,7 @@ def collect_episodes(
             episode.infos.append(info)
             episode.terminated, episode.truncated = bool(terminated), bool(truncated)
             if not episode.done:
-                obs_ids = encode_text(tokenizer, observation)
+                obs_ids = reply_ids(tokenizer, observation, chat, episode.ids)
                 episode.ids.extend(obs_ids)
                 episode.turn_index.extend([-1] * len(obs_ids))
                 if len(episode.ids) + max_new_tokens > max_length:

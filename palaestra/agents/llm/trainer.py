@@ -66,8 +66,9 @@ from palaestra.agents.llm.losses import (
     turn_log_ratio,
     turn_mean,
 )
-from palaestra.agents.llm.models import load_model, make_tiny_model, quiet_transformers
+from palaestra.agents.llm.models import load_model, make_tiny_model, quiet_transformers, resolve_model
 from palaestra.agents.llm.rollout import (
+    ChatTurns,
     Episode,
     PromptTooLongError,
     StopChecker,
@@ -78,6 +79,7 @@ from palaestra.agents.llm.rollout import (
     episode_metrics,
     pad_episodes,
     prompt_ids,
+    reply_ids,
     sample_actions,
     sequence_logprobs,
 )
@@ -104,7 +106,9 @@ class MultiTurnAgent:
             ``answers``, ``gold_doc_ids`` and ``oracle_action`` when the env accepts ``request_infos``.
         model: ``"tiny"`` (build a small Qwen2 model with a tokenizer fitted to the env's texts: byte-level BPE
             learnt from the training split, or ``tiny_model_kwargs={"tokenizer": "word"}`` for word-level over every
-            evaluated split) or the path of a local Hugging Face model directory.
+            evaluated split), a name of :data:`~palaestra.agents.llm.models.NAMED_MODELS` (``"smollm2-135m-instruct"``:
+            a pretrained model a registry package ships, converted on first use) or the path of a local Hugging Face
+            model directory.
         advantage: ``"grpo"``, ``"igpo"`` or ``"gigpo"``.
         group_size: Rollouts per question, ``G >= 2``.
         n_prompts: Questions per RL update.
@@ -144,6 +148,9 @@ class MultiTurnAgent:
         sft_learning_rate: SFT AdamW learning rate.
         sft_noise: Probability of a noisy expert turn (then recovery).
         tiny_model_kwargs: Keyword arguments of :func:`~palaestra.agents.llm.models.make_tiny_model`.
+        chat_format: Put the episode in the tokenizer's chat template (:class:`~palaestra.agents.llm.rollout.ChatTurns`:
+            the task and each observation as user messages, the actions as the assistant's turns); ``None``: when
+            the tokenizer has one (instruct models such as ``smollm2-135m-instruct``; the tiny model has none).
         eval_splits: Reset-option splits evaluated by :meth:`evaluate_splits` (``None`` entries: the env's default).
         eval_questions: Questions per split in evaluation.
         eval_freq: Evaluate every this many RL updates (0: never during ``learn``).
@@ -198,6 +205,7 @@ class MultiTurnAgent:
         sft_learning_rate: float = 3e-3,
         sft_noise: float = 0.1,
         tiny_model_kwargs: dict[str, Any] | None = None,
+        chat_format: bool | None = None,
         eval_splits: Sequence[str | None] = ("dev", "hot"),
         eval_questions: int = 32,
         eval_freq: int = 0,
@@ -277,6 +285,7 @@ class MultiTurnAgent:
         self.temperature, self.max_new_tokens, self.max_length = temperature, max_new_tokens, max_length
         self.sft_steps, self.sft_episodes, self.sft_batch_size = sft_steps, sft_episodes, sft_batch_size
         self.sft_learning_rate, self.sft_noise = sft_learning_rate, sft_noise
+        self.chat_format = chat_format
         self.tiny_model_kwargs = dict(tiny_model_kwargs or {})
         self.eval_splits, self.eval_questions, self.eval_freq = tuple(eval_splits), eval_questions, eval_freq
         self.checkpoint_freq, self.checkpoint_dir = checkpoint_freq, checkpoint_dir
@@ -334,10 +343,14 @@ class MultiTurnAgent:
             splits = (None,) if kwargs["tokenizer"] == "bpe" else (None, *self.eval_splits)
             make_tiny_model(directory, self._vocabulary_texts(env, splits), **kwargs)
             self.model_name = str(directory)
+        else:
+            self.model_name = resolve_model(self.model_name)  # a named model converts once into palaestra's cache
         dtype = None if self.dtype is None else getattr(th, self.dtype)
         self.model, self.tokenizer = load_model(self.model_name, device=self.device, dtype=dtype)
         self.pad_id = self.tokenizer.pad_token_id
         self.ref_model = None
+        use_chat = bool(getattr(self.tokenizer, "chat_template", None)) if self.chat_format is None else self.chat_format
+        self.chat = ChatTurns.from_tokenizer(self.tokenizer) if use_chat else None
 
     def _vocabulary_texts(self, env: gym.Env, splits: Sequence[str | None]) -> list[str]:
         """Texts the tiny tokenizer is fitted to: oracle episodes of ``splits`` and the documents of their worlds."""
@@ -384,7 +397,7 @@ class MultiTurnAgent:
                 "info['policy_commands'] as TextWorld-v0 gives); pass sft_steps=0 otherwise"
             )
         stop = StopChecker(self.tokenizer)
-        ids = prompt_ids(self.tokenizer, observation)
+        ids = prompt_ids(self.tokenizer, observation, self.chat)
         check_prompt_fits(len(ids), self.max_new_tokens, self.max_length)
         episode = Episode(ids=ids, turn_index=[-1] * len(ids), observations=[observation], infos=[info])
         vocabulary = _noise_words(self.tokenizer)
@@ -409,7 +422,7 @@ class MultiTurnAgent:
             episode.rewards.append(float(reward))
             episode.terminated, episode.truncated = bool(terminated), bool(truncated)
             if not episode.done:
-                obs_ids = encode_text(self.tokenizer, observation)
+                obs_ids = reply_ids(self.tokenizer, observation, self.chat, episode.ids)
                 episode.ids.extend(obs_ids)
                 episode.turn_index.extend([-1] * len(obs_ids))
                 if _expert_action(info) is None or len(episode.ids) + self.max_new_tokens > self.max_length:
@@ -505,8 +518,9 @@ class MultiTurnAgent:
         seeds = [int(s) for s in self.rng.integers(2**31, size=self.n_prompts) for _ in range(self.group_size)]
         start = time.perf_counter()
         episodes = collect_episodes(
-            self.model, self.tokenizer, envs, seeds, self.max_new_tokens, self.max_length, self.temperature, self.generator
-        )
+            self.model, self.tokenizer, envs, seeds, self.max_new_tokens, self.max_length, self.temperature, self.generator,
+            chat=self.chat,
+        )  # fmt: skip
         elapsed = time.perf_counter() - start
         groups = [episodes[i : i + self.group_size] for i in range(0, len(episodes), self.group_size)]
         return groups, elapsed
@@ -758,6 +772,7 @@ class MultiTurnAgent:
                     0.0,
                     None,
                     options,
+                    self.chat,
                 )
             except PromptTooLongError:
                 raise
@@ -793,7 +808,7 @@ class MultiTurnAgent:
             raise ValueError("observation is an empty batch; expected at least one text observation")
         starts = self._episode_starts(len(observations), state, episode_start)
         histories = [
-            prompt_ids(self.tokenizer, text) if starts[i] else [*state[i].tolist(), *encode_text(self.tokenizer, text)]  # type: ignore[index]
+            prompt_ids(self.tokenizer, text, self.chat) if starts[i] else self._continue(state[i].tolist(), text)  # type: ignore[index]
             for i, text in enumerate(observations)
         ]
         actions = sample_actions(
@@ -808,6 +823,10 @@ class MultiTurnAgent:
         texts = [_printable(self.tokenizer.decode(ids, skip_special_tokens=True)) for ids in actions]
         new_state = tuple(np.asarray(h + a, dtype=np.int64) for h, a in zip(histories, actions, strict=True))
         return (texts if batched else texts[0]), new_state
+
+    def _continue(self, history: list[int], observation: str) -> list[int]:
+        """An episode's ids so far followed by the env's reply to its last message."""
+        return [*history, *reply_ids(self.tokenizer, observation, self.chat, history)]
 
     @staticmethod
     def _episode_starts(n: int, state: tuple[np.ndarray, ...] | None, episode_start: np.ndarray | None) -> np.ndarray:
@@ -865,6 +884,7 @@ class MultiTurnAgent:
             "sft_batch_size",
             "sft_learning_rate",
             "sft_noise",
+            "chat_format",
             "eval_questions",
             "seed",
             "dtype",

@@ -7,6 +7,7 @@ import torch as th
 from palaestra.agents.llm.losses import clipped_surrogate_loss
 from palaestra.agents.llm.models import load_model
 from palaestra.agents.llm.rollout import (
+    ChatTurns,
     PromptTooLongError,
     StopChecker,
     check_text_env,
@@ -14,6 +15,7 @@ from palaestra.agents.llm.rollout import (
     encode_text,
     pad_episodes,
     prompt_ids,
+    reply_ids,
     sample_actions,
     sequence_logprobs,
 )
@@ -157,3 +159,59 @@ def test_a_prompt_longer_than_the_budget_raises_before_any_turn(policy):
     assert isinstance(error.value, ValueError)
     episodes = collect(policy, n=2, max_length=prompt + 6, max_new_tokens=6)  # exactly one action fits
     assert all(e.n_turns == 1 for e in episodes)
+
+
+# A chat template in the style of ChatML, written with the tiny tokenizer's own special tokens.
+TOY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<bos>{{ m['role'] }} : {{ m['content'] }}<eos>{% endfor %}"
+    "{% if add_generation_prompt %}<bos>assistant : {% endif %}"
+)
+
+
+@pytest.fixture()
+def chat_policy(tiny_model_dir):
+    model, tokenizer = load_model(tiny_model_dir)
+    tokenizer.chat_template = TOY_CHAT_TEMPLATE
+    return model, tokenizer
+
+
+def test_chat_turns_are_read_off_the_template(chat_policy):
+    _, tokenizer = chat_policy
+    chat = ChatTurns.from_tokenizer(tokenizer)
+    assert chat == ChatTurns(prompt_prefix="<bos>user : ", assistant_prefix="<eos><bos>assistant : ",
+                             user_prefix="<eos><bos>user : ", end_of_turn="<eos>")  # fmt: skip
+    # an action that ended with eos closed its turn: the next user message does not close it again
+    eos = tokenizer.eos_token_id
+    assert reply_ids(tokenizer, "capital", chat, [5, eos]) == encode_text(
+        tokenizer, "<bos>user : capital<eos><bos>assistant : "
+    )
+    assert reply_ids(tokenizer, "capital", chat, [5]) == encode_text(
+        tokenizer, "<eos><bos>user : capital<eos><bos>assistant : "
+    )
+    tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        ChatTurns.from_tokenizer(tokenizer)
+
+
+def test_a_chat_episode_is_the_template_rendered_over_its_turns_and_only_actions_are_trained(chat_policy):
+    model, tokenizer = chat_policy
+    chat = ChatTurns.from_tokenizer(tokenizer)
+    envs = [make_toy_env() for _ in range(3)]
+    episodes = collect_episodes(model, tokenizer, envs, [7, 8, 9], 6, 256, 1.0, th.Generator().manual_seed(0), chat=chat)
+    for episode in episodes:
+        messages = [{"role": "user", "content": episode.observations[0]}]
+        for k in range(episode.n_turns):  # the actions left empty: what remains is the env's and the template's text
+            messages.append({"role": "assistant", "content": ""})
+            if k + 1 < len(episode.observations):
+                messages.append({"role": "user", "content": episode.observations[k + 1]})
+        expected = encode_text(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False))
+        ends = {len(episode.ids) - 1} | {p - 1 for p in range(1, len(episode.ids)) if episode.turn_index[p] == -1}
+        eos = tokenizer.eos_token_id  # an action's own closing eos stands where the template closes the turn
+        context = [i for p, (i, t) in enumerate(zip(episode.ids, episode.turn_index, strict=True))
+                   if t == -1 or (i == eos and p in ends)]  # fmt: skip
+        assert context == expected[: len(context)]  # the template's own tokens, in the template's places
+        for k, action in enumerate(episode.actions):
+            action_ids = [i for i, t in zip(episode.ids, episode.turn_index, strict=True) if t == k]
+            assert tokenizer.decode(action_ids, skip_special_tokens=True) == action
+            assert episode.context_ends[k] == episode.turn_index.index(k)  # each turn samples after "assistant :"
+            assert encode_text(tokenizer, "assistant :") == episode.ids[episode.context_ends[k] - 2 : episode.context_ends[k]]
