@@ -52,7 +52,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 # --- Multi-turn LLM agents: the GRPO recipe on ToolSearch-v0 --------------------------------------------------------
 GRPO_FIGURE = re.compile(
     r"prints `mean return (?P<mean>[\d.]+) \(95% CI (?P<low>[\d.]+) to (?P<high>[\d.]+)\) over (?P<episodes>\d+) "
-    r"episodes \.\.\.\s+success rate (?P<success>\d+)%`"
+    r"episodes \.\.\.\s+success rate (?P<success>\d+)%` \(with transformers"
 )
 
 
@@ -77,6 +77,39 @@ def test_readme_grpo_recipe_prints_the_readme_figure(tmp_path, monkeypatch, caps
     )
     assert expected in out, out
     assert f"success rate {promised['success']}%" in out, out
+
+
+# --- SB3 on text envs: MaskablePPO on ToolSearch-v0 through candidate actions -------------------------------------
+MPPO_MARKER = "--algo maskable-ppo --env ToolSearch-v0"
+MPPO_FIGURE = re.compile(
+    r"prints `mean return (?P<mean>[\d.]+) \(95% CI (?P<low>[\d.]+) to (?P<high>[\d.]+)\) over (?P<episodes>\d+) "
+    r"episodes \.\.\.\s+success rate (?P<success>\d+)%` on the hot world, where a uniform choice among the candidates "
+    r"scores (?P<chance>[\d.]+)"
+)
+
+
+def test_the_maskable_ppo_figure_is_found_in_the_readme() -> None:
+    commands = cli_commands([block_with("bash", MPPO_MARKER)])
+    assert [command[0] for command in commands] == ["train", "eval"]
+    assert "split=hot" in commands[1]
+    assert figure(MPPO_FIGURE) is not None, "the MaskablePPO paragraph no longer states its figure"
+
+
+@pytest.mark.slow
+def test_readme_maskable_ppo_commands_print_the_readme_figure(tmp_path, monkeypatch, capsys) -> None:
+    pytest.importorskip("bm25s")
+    train, evaluate = cli_commands([block_with("bash", MPPO_MARKER)])
+    promised = figure(MPPO_FIGURE)
+    assert promised is not None
+    monkeypatch.chdir(tmp_path)
+    run_cli(train, capsys)
+    out = run_cli(evaluate, capsys)
+    expected = (
+        f"mean return {promised['mean']} (95% CI {promised['low']} to {promised['high']}) over {promised['episodes']} episodes"
+    )
+    assert expected in out, out
+    assert f"success rate {promised['success']}%" in out, out
+    assert float(promised["mean"]) > float(promised["chance"]) + 0.1  # the claim the figure backs
 
 
 # --- Quickstart: make demo ------------------------------------------------------------------------------------------
