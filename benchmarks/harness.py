@@ -251,6 +251,16 @@ def compare_means(a: Sequence[float], b: Sequence[float]) -> str:
     return "level with (CIs overlap)"
 
 
+def mean_ci(values: Sequence[float]) -> str:
+    """``"mean [low, high]"`` with the 95% bootstrap CI, two decimals (for a table cell)."""
+    import numpy as np
+
+    from palaestra.evaluation import bootstrap_ci
+
+    low, high = bootstrap_ci(np.asarray(values))
+    return f"{np.mean(values):.2f} [{low:.2f}, {high:.2f}]"
+
+
 def render_readme_section(section: str, body: str, readme: Path = README) -> None:
     """Replace the text between ``<!-- section:start -->`` and ``<!-- section:end -->`` in ``readme``.
 

@@ -27,13 +27,22 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from benchmarks.harness import load_resumable, machine_info, publish, write_results
+from benchmarks.harness import (
+    RESULTS_DIR,
+    add_runs_saved_meanwhile,
+    load_resumable,
+    machine_info,
+    mean_ci,
+    publish,
+    write_results,
+)
 from palaestra.agents.llm.models import NAMED_MODELS, load_model, resolve_model
 from palaestra.agents.llm.rollout import ChatTurns, prompt_ids, sample_actions
 
 NAME = "llm_pretrained"
 SECTION = "Multi-turn LLM agents: a pretrained model (SmolLM2-135M-Instruct)"
 MODEL = "smollm2-135m-instruct"
+SELECTION = ("seeds", "sft_hops")  # which hot-world runs to make: invocations with other seeds share the file
 # A pretrained model takes small steps: the tiny model's learning rates (3e-3 SFT, 1e-3 RL) would wreck it.
 SFT_SETTINGS = {"sft_steps": 20, "sft_episodes": 64, "sft_batch_size": 4, "sft_learning_rate": 5e-5}
 RL_SETTINGS = {"advantage": "grpo", "group_size": 4, "n_prompts": 2, "learning_rate": 5e-6}
@@ -152,6 +161,37 @@ def training_part(questions: int, max_new_tokens: int, sft: dict[str, Any], rl_u
     return rows
 
 
+def sft_run(hops: int, seed: int, questions: int, max_new_tokens: int, sft: dict[str, Any]) -> dict[str, Any]:
+    """One seed's SFT on ``hops``-hop oracle episodes, evaluated greedily on dev and hot."""
+    from palaestra.agents.llm.trainer import MultiTurnAgent
+
+    agent = MultiTurnAgent("ToolSearch-v0", env_kwargs={"hops": hops}, model=MODEL, seed=seed,
+                           max_new_tokens=max_new_tokens, eval_questions=questions, **sft)  # fmt: skip
+    start = time.perf_counter()
+    agent.sft()
+    trained = time.perf_counter() - start
+    return {"hops": hops, "seed": seed, "metrics": agent.evaluate_splits(), "train_seconds": trained}
+
+
+def run_key(run: dict[str, Any]) -> tuple[int, int]:
+    return run["hops"], run["seed"]
+
+
+def hot_world_table(runs: list[dict[str, Any]]) -> str:
+    """Per hop count: dev and hot EM over seeds (95% bootstrap CIs) and whether hot EM >= 0.8 x dev EM."""
+    lines = ["| hops | seeds | dev EM | hot EM | hot / dev | hot gold-doc recall | SFT s | hot EM >= 0.8 x dev EM |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for hops in sorted({run["hops"] for run in runs}):
+        mine = [run for run in runs if run["hops"] == hops]
+        dev, hot = ([run["metrics"][f"eval/{split}_em"] for run in mine] for split in ("dev", "hot"))
+        ratio = statistics.mean(hot) / statistics.mean(dev) if statistics.mean(dev) > 0 else float("nan")
+        recall = statistics.mean(run["metrics"]["eval/hot_gold_doc_recall"] for run in mine)
+        seconds = statistics.mean(run["train_seconds"] for run in mine)
+        lines.append(f"| {hops} | {len(mine)} | {mean_ci(dev)} | {mean_ci(hot)} | {ratio:.2f} | {recall:.2f} | "
+                     f"{seconds:.0f} | {'yes' if ratio >= 0.8 else 'no'} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def report(payload: dict[str, Any]) -> str:
     """The README section: the speed table with its ceilings, and the EM table."""
     args, parts = payload["args"], []
@@ -188,6 +228,12 @@ def report(payload: dict[str, Any]) -> str:
             "one seed, 1-hop only: a step of a 135M model on a CPU core takes seconds, not milliseconds.\n\n"
             + "\n".join(lines)
         )
+    if payload.get("runs"):
+        parts.append(
+            f"The hot world: SFT alone ({args['sft']}), one run per seed, {args['questions']} greedy questions per "
+            "split; a hot question names only people and places no training question names, so answering it means "
+            "copying names out of the retrieved documents:\n\n" + hot_world_table(payload["runs"])
+        )
     source = NAMED_MODELS[MODEL]
     return (
         f"{source.description} from the `{source.distribution}` wheel, converted once to a float32 model "
@@ -206,21 +252,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rl-updates", type=int, default=4)
-    parser.add_argument("--parts", nargs="+", default=["speed", "em", "train"], choices=["speed", "em", "train"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sft-hops", type=int, nargs="+", default=[1, 2])
+    parts = ["speed", "em", "train", "hot-world"]
+    parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     parser.add_argument("--fresh", action="store_true", help="discard saved results")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets, results not saved")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.new_tokens, args.repeats, args.questions, args.hops, args.rl_updates = [2], 4, 1, 2, [1], 1
+        args.seeds, args.sft_hops = [0], [1]
 
     torch.set_num_threads(args.threads)
     settings = {key: getattr(args, key) for key in ("batches", "new_tokens", "repeats", "questions", "hops",
-                                                     "max_new_tokens", "threads", "rl_updates")}  # fmt: skip
+                                                     "max_new_tokens", "threads", "rl_updates", "seeds",
+                                                     "sft_hops")}  # fmt: skip
     settings["sft"], settings["rl"] = dict(SFT_SETTINGS), dict(RL_SETTINGS)
     if args.quick:
         settings["sft"].update(sft_steps=1, sft_episodes=2, sft_batch_size=2)
         settings["rl"].update(group_size=2, n_prompts=1)
-    payload: dict[str, Any] = {} if args.quick else load_resumable(NAME, settings, args.fresh)
+    payload: dict[str, Any] = {} if args.quick else load_resumable(NAME, settings, args.fresh, selection=SELECTION)
     payload["args"] = settings
 
     def save() -> None:
@@ -236,6 +287,19 @@ def main(argv: list[str] | None = None) -> None:
     if "em" in args.parts and "em" not in payload:
         payload["em"] = em_part(args.questions, args.hops, args.max_new_tokens)
         save()
+    if "hot-world" in args.parts:
+        payload.setdefault("runs", [])
+        for hops in args.sft_hops:
+            for seed in args.seeds:
+                if (hops, seed) in {run_key(run) for run in payload["runs"]}:
+                    continue
+                run = sft_run(hops, seed, args.questions, args.max_new_tokens, settings["sft"])
+                print(f"{hops}-hop seed {seed}: dev EM {run['metrics']['eval/dev_em']:.2f}, hot EM "
+                      f"{run['metrics']['eval/hot_em']:.2f} ({run['train_seconds']:.0f} s SFT)", flush=True)  # fmt: skip
+                payload["runs"].append(run)
+                if not args.quick:  # another invocation (other seeds) may have saved runs meanwhile: keep them
+                    add_runs_saved_meanwhile(payload, RESULTS_DIR / f"{NAME}.json", run_key, SELECTION)
+                save()
     if "train" in args.parts and "train" not in payload:
         payload["train"] = training_part(args.questions, args.max_new_tokens, settings["sft"], args.rl_updates, settings["rl"])
         save()

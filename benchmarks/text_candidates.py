@@ -35,11 +35,12 @@ from benchmarks.harness import (
     add_runs_saved_meanwhile,
     load_resumable,
     machine_info,
+    mean_ci,
     publish,
     write_results,
 )
 from palaestra.agents.candidate_policy import scorer_policy_for
-from palaestra.evaluation import bootstrap_ci, evaluate
+from palaestra.evaluation import evaluate
 from palaestra.tables import markdown_table
 from palaestra.wrappers import CandidateActions
 
@@ -128,11 +129,6 @@ def _run_key(run: dict[str, Any]) -> tuple[str, str, int]:
     return run["env"], run["agent"], run["seed"]
 
 
-def _mean_ci(values: list[float]) -> str:
-    low, high = bootstrap_ci(np.asarray(values))
-    return f"{np.mean(values):.2f} [{low:.2f}, {high:.2f}]"
-
-
 def report(payload: dict[str, Any]) -> str:
     """The README section: the EM table, the TextWorld row and the settings."""
     args = payload["args"]
@@ -141,13 +137,13 @@ def report(payload: dict[str, Any]) -> str:
     for agent in ("random", *AGENTS):
         mine = [run for run in runs if run["env"] == "ToolSearch-v0" and run["agent"] == agent]
         if mine:
-            rows.append([agent, len(mine), *(_mean_ci([run["em"][split] for run in mine]) for split in SPLITS),
+            rows.append([agent, len(mine), *(mean_ci([run["em"][split] for run in mine]) for split in SPLITS),
                          "-" if agent == "random" else f"{np.mean([run['seconds'] for run in mine]):.0f}"])  # fmt: skip
     table = markdown_table(["agent", "seeds", "dev EM", "hot EM", "train s"], rows)
     games = [run for run in runs if run["env"] == "TextWorld-v0"]
     textworld_line = (
         f"TextWorld-v0 (game {args['textworld_game']}, {args['textworld_steps']} steps): MaskablePPO with the scorer "
-        f"wins {_mean_ci([run['win_rate'] for run in games])} of {args['eval_episodes']} greedy episodes "
+        f"wins {mean_ci([run['win_rate'] for run in games])} of {args['eval_episodes']} greedy episodes "
         f"({len(games)} seeds)."
         if games
         else "TextWorld-v0: not run yet."

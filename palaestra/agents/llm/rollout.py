@@ -13,6 +13,7 @@ first token after which the decoded tail contains a tag.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "Episode",
     "PromptTooLongError",
     "StopChecker",
+    "answer_probabilities",
     "check_prompt_fits",
     "check_text_env",
     "collect_episodes",
@@ -269,6 +271,70 @@ def sequence_logprobs(
     if with_entropy:
         entropy = F.pad(-(log_probs.exp() * log_probs).sum(-1), (1, 0))
     return logp, entropy
+
+
+@th.no_grad()
+def answer_probabilities(
+    model: Any,
+    episodes: Sequence[Episode],
+    prefix_ids: Sequence[int],
+    answer_ids: Sequence[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    micro_batch_size: int = 8,
+) -> list[th.Tensor]:
+    """IGPO's probe: for each episode and each context end ``k``, ``P_k = exp(mean_j log pi(a_j | ctx_k, prefix, a_<j))``.
+
+    ``ctx_k = ids[:context_ends[k]]``: the episode up to where its ``k``-th action begins. Teacher-forcing
+    ``prefix + answer`` after each context separately would run every context through the model again (an episode
+    of ``T`` turns, about ``T / 2`` times its length). Here each episode runs through the model once, keeping its
+    KV cache; each context then reads its prefix of that cache: the probe tokens of all ``T`` contexts go in one
+    batch whose attention mask opens the cache up to ``context_ends[k]`` only, at positions ``context_ends[k] + j``.
+    Causal attention makes that the same computation as the separate forward passes.
+
+    Args:
+        model: A causal LM.
+        episodes: Episodes with ``context_ends``.
+        prefix_ids: The tokens before the answer (``<answer>``); at least one.
+        answer_ids: The answer's tokens.
+        pad_id: Padding id.
+        temperature: Probabilities of ``softmax(logits / T)`` (as :func:`sequence_logprobs`; 0 reads ``T = 1``).
+        micro_batch_size: Episodes per forward pass.
+
+    Returns:
+        Per episode, ``P_k`` for each of its context ends.
+    """
+    if not prefix_ids:
+        raise ValueError("the probe needs at least one token before the answer")
+    device = next(model.parameters()).device
+    probe = th.tensor([*prefix_ids, *answer_ids], dtype=th.long, device=device)
+    first = len(prefix_ids) - 1  # the logits at the probe's position j predict its token j + 1
+    cache_name = _cache_name(model)
+    out: list[th.Tensor] = []
+    for start in range(0, len(episodes), micro_batch_size):
+        chunk = episodes[start : start + micro_batch_size]
+        ids, attention, _ = pad_episodes(chunk, pad_id)
+        width = ids.shape[1]
+        cache = getattr(model(input_ids=ids.to(device), attention_mask=attention.to(device), use_cache=True,
+                              **_last_logits_only(model)), cache_name)  # fmt: skip
+        rows = [(i, end) for i, episode in enumerate(chunk) for end in episode.context_ends]
+        cache.batch_select_indices(th.tensor([i for i, _ in rows], device=device))
+        mask = th.zeros((len(rows), width + len(probe)), dtype=th.long, device=device)
+        for row, (_, end) in enumerate(rows):
+            mask[row, :end] = 1
+        mask[:, width:] = 1
+        ends = th.tensor([end for _, end in rows], device=device)
+        positions = ends.unsqueeze(1) + th.arange(len(probe), device=device)
+        logits = model(input_ids=probe.expand(len(rows), -1), attention_mask=mask, position_ids=positions,
+                       use_cache=True, **{cache_name: cache}).logits.float()  # fmt: skip
+        if temperature > 0 and temperature != 1:
+            logits = logits / temperature
+        log_probs = F.log_softmax(logits[:, first : first + len(answer_ids)], dim=-1)
+        taken = th.gather(log_probs, 2, probe[len(prefix_ids) :].expand(len(rows), -1).unsqueeze(-1)).squeeze(-1)
+        probs = taken.mean(dim=1).exp().cpu()
+        offsets = [0, *itertools.accumulate(len(episode.context_ends) for episode in chunk)]
+        out.extend(probs[a:b] for a, b in itertools.pairwise(offsets))
+    return out
 
 
 class PromptTooLongError(ValueError):

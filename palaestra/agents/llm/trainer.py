@@ -72,6 +72,7 @@ from palaestra.agents.llm.rollout import (
     Episode,
     PromptTooLongError,
     StopChecker,
+    answer_probabilities,
     check_prompt_fits,
     check_text_env,
     collect_episodes,
@@ -474,25 +475,19 @@ class MultiTurnAgent:
         gold = group[0].infos[0].get("answers")
         if not gold:
             raise ValueError("IGPO needs the gold answer: the env must put it in the reset info as info['answers']")
-        prefix = encode_text(self.tokenizer, "<answer>")
-        gold_ids = encode_text(self.tokenizer, f" {gold[0]}")
-        suffix = encode_text(self.tokenizer, " </answer>")
-        sequences, where = [], []
-        for i, episode in enumerate(group):
-            for k, end in enumerate(episode.context_ends):
-                probe = episode.ids[:end] + prefix + gold_ids + suffix
-                sequences.append(Episode(ids=probe, turn_index=[-1] * len(probe)))
-                where.append((i, k, end + len(prefix)))
+        # at the rollout temperature, as the authors' probe (verl's compute_log_prob) reads it
+        per_episode = answer_probabilities(
+            self.model,
+            group,
+            encode_text(self.tokenizer, "<answer>"),
+            encode_text(self.tokenizer, f" {gold[0]}"),
+            self.pad_id,
+            self.temperature,
+            self.micro_batch_size,
+        )
         probs = th.zeros(len(group), n_turns + 1)
-        for start in range(0, len(sequences), self.micro_batch_size):
-            chunk = sequences[start : start + self.micro_batch_size]
-            ids, attention, _ = pad_episodes(chunk, self.pad_id)
-            # at the rollout temperature, as the authors' probe (verl's compute_log_prob) reads it
-            logp, _ = sequence_logprobs(
-                self.model, ids.to(self.device), attention.to(self.device), temperature=self.temperature
-            )
-            for row, (i, k, first) in enumerate(where[start : start + len(chunk)]):
-                probs[i, k] = logp[row, first : first + len(gold_ids)].mean().exp().cpu()
+        for i, episode_probs in enumerate(per_episode):
+            probs[i, : len(episode_probs)] = episode_probs
         return probs
 
     def _group_turn_advantages(self, group: Sequence[Episode]) -> tuple[th.Tensor, bool]:

@@ -10,6 +10,7 @@ from palaestra.agents.llm.rollout import (
     ChatTurns,
     PromptTooLongError,
     StopChecker,
+    answer_probabilities,
     check_text_env,
     collect_episodes,
     encode_text,
@@ -215,3 +216,20 @@ def test_a_chat_episode_is_the_template_rendered_over_its_turns_and_only_actions
             assert tokenizer.decode(action_ids, skip_special_tokens=True) == action
             assert episode.context_ends[k] == episode.turn_index.index(k)  # each turn samples after "assistant :"
             assert encode_text(tokenizer, "assistant :") == episode.ids[episode.context_ends[k] - 2 : episode.context_ends[k]]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_the_cached_answer_probe_equals_a_forward_pass_per_context(policy, temperature):
+    """IGPO's P_k from one pass per episode equals the rule: run ctx_k + prefix + answer, average the answer's logprobs."""
+    model, tokenizer = policy
+    episodes = collect(policy, n=3, seeds=[7, 8, 9], max_new_tokens=6)
+    prefix, answer = encode_text(tokenizer, "capital is"), encode_text(tokenizer, "paris")
+    probes = answer_probabilities(model, episodes, prefix, answer, tokenizer.pad_token_id, temperature, micro_batch_size=2)
+    assert [len(p) for p in probes] == [len(e.context_ends) for e in episodes]
+    for episode, got in zip(episodes, probes, strict=True):
+        for k, end in enumerate(episode.context_ends):
+            ids = th.tensor([episode.ids[:end] + prefix + answer])
+            with th.no_grad():
+                logp, _ = sequence_logprobs(model, ids, th.ones_like(ids), temperature=temperature)
+            expected = logp[0, end + len(prefix) :].mean().exp()
+            assert math.isclose(float(got[k]), float(expected), rel_tol=1e-4), (k, float(got[k]), float(expected))
