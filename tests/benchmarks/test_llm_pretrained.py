@@ -32,3 +32,14 @@ def test_a_quick_run_times_both_generators_on_the_real_model(capsys):
     llm_pretrained.main(["--quick"])
     out = capsys.readouterr().out
     assert "| 2 |" in out and "| 1 | zero-shot |" in out
+
+
+def test_the_hot_world_table_gives_the_ratio_of_means_and_the_goal():
+    def run(hops, seed, dev, hot):
+        metrics = {"eval/dev_em": dev, "eval/hot_em": hot, "eval/hot_gold_doc_recall": 1.0}
+        return {"hops": hops, "seed": seed, "metrics": metrics, "train_seconds": 600.0}
+
+    table = llm_pretrained.hot_world_table([run(1, 0, 0.8, 0.9), run(1, 1, 1.0, 0.9), run(2, 0, 0.5, 0.3)])
+    assert "| 1 | 2 | 0.90 [0.80, 1.00] | 0.90 [0.90, 0.90] | 1.00 | 1.00 | 600 | yes |" in table
+    assert "| 2 | 1 | 0.50 [0.50, 0.50] | 0.30 [0.30, 0.30] | 0.60 | 1.00 | 600 | no |" in table
+    assert "| 3 | 1 | 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] | nan |" in llm_pretrained.hot_world_table([run(3, 0, 0.0, 0.0)])
