@@ -49,6 +49,23 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
+def train_and_evaluate_print_the_figure(
+    marker: str, pattern: re.Pattern[str], capsys: pytest.CaptureFixture[str]
+) -> re.Match[str]:
+    """Run the page's train and eval commands (the bash block with ``marker``); eval prints the promised figure."""
+    train, evaluate = cli_commands([block_with("bash", marker)])
+    promised = figure(pattern)
+    assert promised is not None
+    run_cli(train, capsys)
+    out = run_cli(evaluate, capsys)
+    expected = (
+        f"mean return {promised['mean']} (95% CI {promised['low']} to {promised['high']}) over {promised['episodes']} episodes"
+    )
+    assert expected in out, out
+    assert f"success rate {promised['success']}%" in out, out
+    return promised
+
+
 # --- Multi-turn LLM agents: the GRPO recipe on ToolSearch-v0 --------------------------------------------------------
 GRPO_FIGURE = re.compile(
     r"prints `mean return (?P<mean>[\d.]+) \(95% CI (?P<low>[\d.]+) to (?P<high>[\d.]+)\) over (?P<episodes>\d+) "
@@ -66,17 +83,8 @@ def test_the_grpo_figure_is_found_in_the_readme() -> None:
 def test_readme_grpo_recipe_prints_the_readme_figure(tmp_path, monkeypatch, capsys) -> None:
     pytest.importorskip("transformers")
     pytest.importorskip("bm25s")
-    train, evaluate = cli_commands([block_with("bash", "--algo grpo --env ToolSearch-v0 --model tiny")])
-    promised = figure(GRPO_FIGURE)
-    assert promised is not None
     monkeypatch.chdir(tmp_path)  # the commands write runs/grpo relative to the working directory
-    run_cli(train, capsys)
-    out = run_cli(evaluate, capsys)
-    expected = (
-        f"mean return {promised['mean']} (95% CI {promised['low']} to {promised['high']}) over {promised['episodes']} episodes"
-    )
-    assert expected in out, out
-    assert f"success rate {promised['success']}%" in out, out
+    train_and_evaluate_print_the_figure("--algo grpo --env ToolSearch-v0 --model tiny", GRPO_FIGURE, capsys)
 
 
 # --- SB3 on text envs: MaskablePPO on ToolSearch-v0 through candidate actions -------------------------------------
@@ -98,17 +106,8 @@ def test_the_maskable_ppo_figure_is_found_in_the_readme() -> None:
 @pytest.mark.slow
 def test_readme_maskable_ppo_commands_print_the_readme_figure(tmp_path, monkeypatch, capsys) -> None:
     pytest.importorskip("bm25s")
-    train, evaluate = cli_commands([block_with("bash", MPPO_MARKER)])
-    promised = figure(MPPO_FIGURE)
-    assert promised is not None
     monkeypatch.chdir(tmp_path)
-    run_cli(train, capsys)
-    out = run_cli(evaluate, capsys)
-    expected = (
-        f"mean return {promised['mean']} (95% CI {promised['low']} to {promised['high']}) over {promised['episodes']} episodes"
-    )
-    assert expected in out, out
-    assert f"success rate {promised['success']}%" in out, out
+    promised = train_and_evaluate_print_the_figure(MPPO_MARKER, MPPO_FIGURE, capsys)
     assert float(promised["mean"]) > float(promised["chance"]) + 0.1  # the claim the figure backs
 
 

