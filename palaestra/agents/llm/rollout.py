@@ -304,6 +304,8 @@ def answer_probabilities(
     Returns:
         Per episode, ``P_k`` for each of its context ends.
     """
+    from transformers import DynamicCache
+
     if not prefix_ids:
         raise ValueError("the probe needs at least one token before the answer")
     device = next(model.parameters()).device
@@ -315,8 +317,10 @@ def answer_probabilities(
         chunk = episodes[start : start + micro_batch_size]
         ids, attention, _ = pad_episodes(chunk, pad_id)
         width = ids.shape[1]
-        cache = getattr(model(input_ids=ids.to(device), attention_mask=attention.to(device), use_cache=True,
-                              **_last_logits_only(model)), cache_name)  # fmt: skip
+        # an explicit DynamicCache, so that every transformers version returns one (older ones return tuples otherwise)
+        episodes_pass = model(input_ids=ids.to(device), attention_mask=attention.to(device), use_cache=True,
+                              **{cache_name: DynamicCache()}, **_last_logits_only(model))  # fmt: skip
+        cache = getattr(episodes_pass, cache_name)
         rows = [(i, end) for i, episode in enumerate(chunk) for end in episode.context_ends]
         cache.batch_select_indices(th.tensor([i for i, _ in rows], device=device))
         mask = th.zeros((len(rows), width + len(probe)), dtype=th.long, device=device)
