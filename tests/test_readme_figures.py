@@ -69,7 +69,7 @@ def train_and_evaluate_print_the_figure(
 # --- Multi-turn LLM agents: the GRPO recipe on ToolSearch-v0 --------------------------------------------------------
 GRPO_FIGURE = re.compile(
     r"prints `mean return (?P<mean>[\d.]+) \(95% CI (?P<low>[\d.]+) to (?P<high>[\d.]+)\) over (?P<episodes>\d+) "
-    r"episodes \.\.\.\s+success rate (?P<success>\d+)%` \(with transformers"
+    r"episodes \.\.\.\s+success rate (?P<success>\d+)%` \(on this project's test machine"
 )
 
 
