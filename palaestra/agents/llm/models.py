@@ -33,6 +33,8 @@ from typing import Any
 
 from gymnasium.error import DependencyNotInstalled
 
+from palaestra.cache import cache_dir as cache_folder
+
 __all__ = [
     "NAMED_MODELS",
     "PROTOCOL_TAGS",
@@ -268,8 +270,7 @@ NAMED_MODELS = {
 
 def model_cache_dir() -> Path:
     """Where named models are converted to: ``$PALAESTRA_CACHE/models`` or ``~/.cache/palaestra/models``."""
-    root = os.environ.get("PALAESTRA_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "palaestra") / "models"
+    return cache_folder("models")
 
 
 def resolve_model(model: str, announce: Callable[[str], None] | None = print) -> str:

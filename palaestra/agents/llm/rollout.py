@@ -238,6 +238,14 @@ def sample_actions(
     return sampled
 
 
+def _policy_log_probs(logits: th.Tensor, temperature: float) -> th.Tensor:
+    """``log softmax(logits / T)`` in float32: the policy :func:`sample_actions` samples from at ``T`` (0 reads 1)."""
+    logits = logits.float()
+    if temperature > 0 and temperature != 1:
+        logits = logits / temperature
+    return F.log_softmax(logits, dim=-1)
+
+
 def sequence_logprobs(
     model: Any, ids: th.Tensor, attention_mask: th.Tensor, with_entropy: bool = False, temperature: float = 1.0
 ) -> tuple[th.Tensor, th.Tensor | None]:
@@ -261,10 +269,8 @@ def sequence_logprobs(
     """
     if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    logits = model(input_ids=ids, attention_mask=attention_mask).logits[:, :-1, :].float()
-    if temperature > 0 and temperature != 1:
-        logits = logits / temperature  # the sampling policy softmax(logits / T), as in sample_actions
-    log_probs = F.log_softmax(logits, dim=-1)
+    logits = model(input_ids=ids, attention_mask=attention_mask).logits[:, :-1, :]
+    log_probs = _policy_log_probs(logits, temperature)
     taken = th.gather(log_probs, 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     logp = F.pad(taken, (1, 0))
     entropy = None
@@ -330,10 +336,8 @@ def answer_probabilities(
         ends = th.tensor([end for _, end in rows], device=device)
         positions = ends.unsqueeze(1) + th.arange(len(probe), device=device)
         logits = model(input_ids=probe.expand(len(rows), -1), attention_mask=mask, position_ids=positions,
-                       use_cache=True, **{cache_name: cache}).logits.float()  # fmt: skip
-        if temperature > 0 and temperature != 1:
-            logits = logits / temperature
-        log_probs = F.log_softmax(logits[:, first : first + len(answer_ids)], dim=-1)
+                       use_cache=True, **{cache_name: cache}).logits  # fmt: skip
+        log_probs = _policy_log_probs(logits[:, first : first + len(answer_ids)], temperature)
         taken = th.gather(log_probs, 2, probe[len(prefix_ids) :].expand(len(rows), -1).unsqueeze(-1)).squeeze(-1)
         probs = taken.mean(dim=1).exp().cpu()
         offsets = [0, *itertools.accumulate(len(episode.context_ends) for episode in chunk)]

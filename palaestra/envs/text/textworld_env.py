@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled, ResetNeeded
 
+from palaestra.cache import cache_dir as cache_folder
 from palaestra.envs.text.protocol import to_charset
 
 __all__ = [
@@ -80,8 +81,7 @@ def _import_textworld() -> Any:
 
 def default_cache_dir() -> Path:
     """Where generated games are cached: ``$PALAESTRA_CACHE/textworld`` or ``~/.cache/palaestra/textworld``."""
-    root = os.environ.get("PALAESTRA_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "palaestra") / "textworld"
+    return cache_folder("textworld")
 
 
 def generate_game(
